@@ -1,0 +1,244 @@
+"""The exception tree of ihuyi-async. Pure: no I/O, no transport, no client.
+
+::
+
+    IhuyiError
+    ├─ TransportError          not sent: refused, connect/pool timeout
+    ├─ DeliveryUnknownError    a send that may have gone: read timeout,
+    │                          lost after write, non-200, ambiguous answer;
+    │                          .reason, masked number, content digest, sent_at
+    ├─ ProtocolError           unparseable answer: .status_code, .excerpt
+    ├─ LimiterUnavailableError the limiter's store cannot be reached
+    └─ ApiError                code != 2: .code, .message, .category, .local
+       ├─ AuthenticationError  AccountError  InvalidRequestError
+       ├─ ContentRejectedError  TemplateError  BlacklistedError
+       └─ RateLimitedError     4080 4082 4085 4086 408
+          └─ LocalRateLimitError  our limiter: .rule, .retry_after, .resets_at
+
+Misuse (a closed client, a client used from another event loop) raises
+:class:`RuntimeError`; a wrong argument type raises :class:`TypeError`; a
+template send on a flavour that has no template mode raises
+:class:`UnsupportedOperationError` (a :class:`ValueError`).
+Cancellation is never translated.
+
+No exception built here ever holds the API key; phone numbers appear masked.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+
+from ._redact import mask_mobile
+
+__all__ = [
+    "AccountError",
+    "ApiError",
+    "AuthenticationError",
+    "BlacklistedError",
+    "ContentRejectedError",
+    "DeliveryUnknownError",
+    "IhuyiError",
+    "InvalidRequestError",
+    "LimiterUnavailableError",
+    "LocalRateLimitError",
+    "ProtocolError",
+    "RateLimitedError",
+    "TemplateError",
+    "TransportError",
+    "UnsupportedOperationError",
+]
+
+
+class IhuyiError(Exception):
+    """Root of every error this library raises for a failed call."""
+
+
+class TransportError(IhuyiError):
+    """The request was **not sent**: connection refused, DNS failure, connect or pool timeout.
+
+    Safe to retry: the provider never saw the request.
+    """
+
+    sent = False
+
+
+class ProtocolError(IhuyiError):
+    """The provider's answer could not be understood.
+
+    :ivar status_code: the HTTP status of the answer (``None`` if there was none).
+    :ivar excerpt: a short, secret-free excerpt of the body.
+    """
+
+    def __init__(self, message: str, *, status_code: int | None = None, excerpt: str = "") -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.excerpt = excerpt
+
+    def __str__(self) -> str:
+        base = super().__str__()
+        parts = [base]
+        if self.status_code is not None:
+            parts.append(f"status={self.status_code}")
+        if self.excerpt:
+            parts.append(f"body={self.excerpt!r}")
+        return " ".join(parts)
+
+
+class DeliveryUnknownError(IhuyiError):
+    """A send may or may not have been accepted; the library cannot tell.
+
+    Do **not** blindly resend: the provider may have billed and delivered it.
+    Reconcile with delivery receipts (match :attr:`smsid` when known, or
+    :attr:`mobile_masked`, :attr:`content_digest` and :attr:`sent_at`).
+
+    :ivar reason: why the outcome is unknown (``"read_timeout"``, ``"disconnected"``,
+        ``"http_status"``, ``"malformed_answer"``, ``"missing_smsid"``, ``"oversized"``,
+        ``"cancelled"``, …).
+    """
+
+    sent = None
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        mobile: str = "",
+        content_digest: str = "",
+        sent_at: _dt.datetime | None = None,
+        detail: str = "",
+    ) -> None:
+        self.reason = reason
+        self.mobile_masked = mask_mobile(mobile) if mobile else ""
+        self.content_digest = content_digest
+        self.sent_at = sent_at
+        self.detail = detail
+        super().__init__(self._text())
+
+    def _text(self) -> str:
+        text = f"outcome unknown ({self.reason}) for {self.mobile_masked or 'request'}"
+        if self.content_digest:
+            text += f", content {self.content_digest}"
+        if self.sent_at is not None:
+            text += f", sent at {self.sent_at.isoformat()}"
+        if self.detail:
+            text += f": {self.detail}"
+        return text
+
+
+class LimiterUnavailableError(IhuyiError):
+    """The limiter's store (e.g. Redis) could not be reached; nothing was sent."""
+
+
+class UnsupportedOperationError(ValueError):
+    """The chosen API flavour or product does not support this call."""
+
+
+class ApiError(IhuyiError):
+    """The provider (or local validation acting for it) answered a code other than 2.
+
+    :ivar code: the provider's result code (an ``int``; unknown codes are kept).
+    :ivar message: the provider's text (or the registry's text for local refusals).
+    :ivar category: the registry's category (``"auth"``, ``"content"``, …, ``"unknown"``).
+    :ivar local: ``True`` when this library refused the message before any request.
+    """
+
+    def __init__(
+        self,
+        code: int,
+        message: str = "",
+        *,
+        category: str = "unknown",
+        local: bool = False,
+        mobile: str = "",
+    ) -> None:
+        self.code = code
+        self.message = message
+        self.category = category
+        self.local = local
+        self.mobile_masked = mask_mobile(mobile) if mobile else ""
+        super().__init__(code, message)
+
+    def __str__(self) -> str:
+        where = " (refused locally)" if self.local else ""
+        who = f" [{self.mobile_masked}]" if self.mobile_masked else ""
+        return f"{self.code}: {self.message}{where}{who}"
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(code={self.code!r}, message={self.message!r}, "
+            f"category={self.category!r}, local={self.local!r})"
+        )
+
+    @property
+    def retryable(self) -> bool:
+        """Whether trying again later may succeed (from the code registry)."""
+        from ._codes import lookup
+
+        return lookup(self.code).retryable
+
+
+class AuthenticationError(ApiError):
+    """Credentials or signature rejected (401, 402, 405, 40501, 40502, 400, 4052)."""
+
+
+class AccountError(ApiError):
+    """The account cannot send (frozen, balance exhausted: 4050, 4051)."""
+
+
+class InvalidRequestError(ApiError):
+    """The request itself is wrong (empty or malformed number, empty content: 403, 404, 406)."""
+
+
+class ContentRejectedError(ApiError):
+    """The content was refused (sensitive words, too long, emoji: 407, 4073, 4074)."""
+
+
+class TemplateError(ApiError):
+    """Signature or template problems (4070, 4071, 4072, 40722, 4075)."""
+
+
+class BlacklistedError(ApiError):
+    """The number is on the provider's blacklist (4030)."""
+
+
+class RateLimitedError(ApiError):
+    """A per-number limit was hit (4080, 4082, 4085, 4086, 408), by the provider or locally."""
+
+
+class LocalRateLimitError(RateLimitedError):
+    """Our own limiter refused the send before any request was made.
+
+    :ivar rule: the name of the rule that refused it.
+    :ivar retry_after: seconds until the rule would admit the send (``None`` if never today).
+    :ivar resets_at: when the rule's window resets (aware datetime), if it has one.
+    """
+
+    def __init__(
+        self,
+        code: int,
+        message: str = "",
+        *,
+        rule: str,
+        mobile: str = "",
+        retry_after: float | None = None,
+        resets_at: _dt.datetime | None = None,
+    ) -> None:
+        super().__init__(code, message, category="rate_limit", local=True, mobile=mobile)
+        self.rule = rule
+        self.retry_after = retry_after
+        self.resets_at = resets_at
+
+    def __str__(self) -> str:
+        text = f"{self.code}: {self.message} (local rule {self.rule!r}) [{self.mobile_masked}]"
+        if self.retry_after is not None:
+            text += f"; retry after {self.retry_after:.3f}s"
+        if self.resets_at is not None:
+            text += f"; resets at {self.resets_at.isoformat()}"
+        return text
+
+    def __repr__(self) -> str:
+        return (
+            f"LocalRateLimitError(code={self.code!r}, rule={self.rule!r}, "
+            f"mobile={self.mobile_masked!r}, retry_after={self.retry_after!r}, "
+            f"resets_at={self.resets_at!r})"
+        )

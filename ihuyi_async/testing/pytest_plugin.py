@@ -1,0 +1,1 @@
+"""pytest plugin for ihuyi-async (registered through the ``pytest11`` entry point)."""
