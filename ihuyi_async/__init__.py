@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from ._client import IhuyiClient
 from ._clock import Clock, FakeClock, SystemClock
 from ._codes import CodeInfo, explain, lookup
+from ._config import RetryPolicy
 from ._exceptions import (
     AccountError,
     ApiError,
@@ -23,6 +25,7 @@ from ._exceptions import (
     TransportError,
     UnsupportedOperationError,
 )
+from ._models import Balance, SendResult, TemplateResult
 
 try:
     __version__ = version("ihuyi-async")
@@ -33,20 +36,25 @@ __all__ = [
     "AccountError",
     "ApiError",
     "AuthenticationError",
+    "Balance",
     "BlacklistedError",
     "Clock",
     "CodeInfo",
     "ContentRejectedError",
     "DeliveryUnknownError",
     "FakeClock",
+    "IhuyiClient",
     "IhuyiError",
     "InvalidRequestError",
     "LimiterUnavailableError",
     "LocalRateLimitError",
     "ProtocolError",
     "RateLimitedError",
+    "RetryPolicy",
+    "SendResult",
     "SystemClock",
     "TemplateError",
+    "TemplateResult",
     "TransportError",
     "UnsupportedOperationError",
     "__version__",

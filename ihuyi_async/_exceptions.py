@@ -56,10 +56,14 @@ class IhuyiError(Exception):
 class TransportError(IhuyiError):
     """The request was **not sent**: connection refused, DNS failure, connect or pool timeout.
 
-    Safe to retry: the provider never saw the request.
+    For a send this means the provider never saw the request: safe to retry.
+    :ivar sent: ``False`` when the request provably never left; ``None`` for a
+        read-only call (balance) that failed after the request was written.
     """
 
-    sent = False
+    def __init__(self, message: str, *, sent: bool | None = False) -> None:
+        super().__init__(message)
+        self.sent = sent
 
 
 class ProtocolError(IhuyiError):
@@ -67,12 +71,22 @@ class ProtocolError(IhuyiError):
 
     :ivar status_code: the HTTP status of the answer (``None`` if there was none).
     :ivar excerpt: a short, secret-free excerpt of the body.
+    :ivar reason: a short tag (``"http_status"``, ``"malformed_answer"``, ``"missing_code"``,
+        ``"missing_smsid"``, ``"oversized"``), reused as a send's unknown-outcome reason.
     """
 
-    def __init__(self, message: str, *, status_code: int | None = None, excerpt: str = "") -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        excerpt: str = "",
+        reason: str = "malformed_answer",
+    ) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.excerpt = excerpt
+        self.reason = reason
 
     def __str__(self) -> str:
         base = super().__str__()

@@ -134,7 +134,7 @@ def render_template(template: str, variables: Sequence[str]) -> str:
             f"the template has {len(parts) - 1} variable(s) but {len(variables)} were given"
         )
     out = [parts[0]]
-    for value, tail in zip(variables, parts[1:]):
+    for value, tail in zip(variables, parts[1:], strict=True):
         out.append(value)
         out.append(tail)
     return "".join(out)

@@ -1,0 +1,511 @@
+"""IhuyiClient: send, send_template, balance, add_template over one pooled connection.
+
+The send path, in order: validate locally (no limiter token, no request for a
+message the provider would refuse), take a limiter slot, sign, POST, parse,
+classify (accepted / rejected / unknown), and settle the slot (kept, refunded,
+or synced with the provider's rate-limit answer).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import os
+from collections.abc import Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+from urllib.parse import quote_plus
+
+import httpx
+import sniffio
+
+from ._clock import Clock, SystemClock
+from ._codes import RATE_LIMIT_CODES
+from ._config import DEFAULT_TIMEOUT, FLAVOURS, MAX_RESPONSE_BYTES, Flavour, RetryPolicy
+from ._exceptions import (
+    ApiError,
+    DeliveryUnknownError,
+    ProtocolError,
+    TransportError,
+    UnsupportedOperationError,
+)
+from ._models import CST, Balance, SendResult, TemplateResult
+from ._parsing import parse_balance, parse_submit, parse_template
+from ._redact import content_digest, mask_mobile
+from ._signing import Signer
+from ._transport import HttpxTransport, Transport, WireError
+from ._validation import (
+    TRIAL_TEMPLATE,
+    count_segments,
+    join_variables,
+    normalize_mobile,
+    render_template,
+    validate_content,
+)
+
+if TYPE_CHECKING:
+    from .limiter import Limiter
+
+__all__ = ["IhuyiClient"]
+
+logger = logging.getLogger("ihuyi_async")
+
+Backend = Literal["httpx", "aiohttp"]
+
+
+class _Reservation(Protocol):
+    async def refund(self) -> None: ...
+
+
+class _LimiterLike(Protocol):
+    async def acquire(
+        self, mobile: str, *, content: str = ..., kind: str | None = ..., wait: bool | None = ...
+    ) -> _Reservation: ...
+
+    async def observe_provider_code(
+        self, mobile: str, code: int, *, content: str = ..., kind: str | None = ...
+    ) -> None: ...
+
+
+class _Default:
+    """Sentinel: "use the library's default" (distinct from ``None``, which disables)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "DEFAULT"
+
+
+DEFAULT: Any = _Default()
+
+
+def _loop_token() -> object:
+    """Identity of the running event loop (asyncio loop or trio run)."""
+    library = sniffio.current_async_library()
+    if library == "asyncio":
+        import asyncio
+
+        return asyncio.get_running_loop()
+    if library == "trio":
+        import trio
+
+        return trio.lowlevel.current_trio_token()
+    return library  # pragma: no cover - other anyio backends
+
+
+class IhuyiClient:
+    """Asynchronous client of the ihuyi SMS API.
+
+    One instance holds one pooled HTTP connection set: create it once (e.g. in
+    an app's lifespan), share it across tasks, close it with :meth:`aclose` or
+    ``async with``. It is bound to the event loop it is first used on.
+
+    :param account: the APIID (default: ``$IHUYI_ACCOUNT``).
+    :param api_key: the APIKEY (default: ``$IHUYI_API_KEY``). Never logged, never
+        in a repr or exception; with ``signing="dynamic"`` never on the wire.
+    :param flavour: ``"legacy"`` (``106.ihuyi.com/webservice/sms.php``, default) or
+        ``"json"`` (``api.ihuyi.com/sms/Submit.json``, template sends).
+    :param base_url: scheme and host only; the flavour supplies the paths.
+    :param response_format: ``"json"`` (default) or ``"xml"`` (legacy flavour only).
+    :param signing: ``"dynamic"`` (MD5 dynamic password, default) or ``"plain"`` (the
+        key itself as password; it then travels in the POST body).
+    :param timeout: seconds, or an :class:`httpx.Timeout`.
+    :param limits: pool limits (:class:`httpx.Limits`), both backends.
+    :param transport: an httpx transport (tests: ``emulator.transport``, respx, mocks).
+    :param http_client: a user's own :class:`httpx.AsyncClient`; never closed by us.
+    :param backend: ``"httpx"`` (default; asyncio and trio) or ``"aiohttp"``
+        (extra ``aiohttp``; asyncio only; fastest under high concurrency).
+    :param clock: time source for signing, the default limiter and retry waits.
+    :param limiter: a :class:`~ihuyi_async.limiter.Limiter`; default: the provider's
+        per-number rules in memory; ``None`` disables local limiting.
+    :param signature: your approved signature (e.g. ``【互亿无线】``), counted in segments
+        when the content does not already contain it.
+    :param templates: known template texts by id, to count segments of template
+        sends (the trial template, id 1, is known).
+    :param retry: the :class:`RetryPolicy` (sends are never retried unless provably unsent).
+    """
+
+    def __init__(
+        self,
+        account: str | None = None,
+        api_key: str | None = None,
+        *,
+        flavour: Literal["legacy", "json"] = "legacy",
+        base_url: str | None = None,
+        response_format: Literal["json", "xml"] = "json",
+        signing: Literal["dynamic", "plain"] = "dynamic",
+        timeout: float | httpx.Timeout | None = DEFAULT_TIMEOUT,
+        limits: httpx.Limits | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        backend: Backend = "httpx",
+        clock: Clock | None = None,
+        limiter: Limiter | None = DEFAULT,
+        signature: str | None = None,
+        templates: dict[int, str] | None = None,
+        retry: RetryPolicy | None = None,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
+    ) -> None:
+        account = account if account is not None else os.environ.get("IHUYI_ACCOUNT")
+        api_key = api_key if api_key is not None else os.environ.get("IHUYI_API_KEY")
+        if not isinstance(account, str) or not account.strip():
+            raise ValueError("no account: pass account= or set IHUYI_ACCOUNT")
+        if not isinstance(api_key, str) or not api_key.strip():
+            raise ValueError("no api_key: pass api_key= or set IHUYI_API_KEY")
+        if flavour not in FLAVOURS:
+            raise ValueError(f"flavour must be one of {sorted(FLAVOURS)}, not {flavour!r}")
+        self._flavour: Flavour = FLAVOURS[flavour]
+        if response_format not in ("json", "xml"):
+            raise ValueError(f"response_format must be 'json' or 'xml', not {response_format!r}")
+        if response_format not in self._flavour.formats:
+            raise ValueError(f"the {flavour!r} flavour answers only {self._flavour.formats}")
+        if signing not in ("dynamic", "plain"):
+            raise ValueError(f"signing must be 'dynamic' or 'plain', not {signing!r}")
+        if backend not in ("httpx", "aiohttp"):
+            raise ValueError(f"backend must be 'httpx' or 'aiohttp', not {backend!r}")
+        if backend == "aiohttp" and (transport is not None or http_client is not None):
+            raise ValueError("transport= and http_client= are httpx objects: use backend='httpx'")
+        if transport is not None and http_client is not None:
+            raise ValueError("pass transport= or http_client=, not both")
+        if max_response_bytes < 256:
+            raise ValueError("max_response_bytes must be at least 256")
+
+        self._base_url = self._check_base_url(base_url or self._flavour.default_base_url)
+        self._format: Literal["json", "xml"] = response_format
+        self._signing = signing
+        self._signer = Signer(account, api_key)
+        self._plain_key = quote_plus(api_key) if signing == "plain" else ""
+        self._clock: Clock = clock if clock is not None else SystemClock()
+        self._retry = retry if retry is not None else RetryPolicy()
+        self._signature = signature or ""
+        self._templates = {1: TRIAL_TEMPLATE, **(templates or {})}
+        self._backend = backend
+
+        if limiter is DEFAULT:
+            from .limiter import Limiter
+
+            limiter = Limiter(clock=self._clock)
+        self._limiter_public: Limiter | None = limiter
+        self._limiter: _LimiterLike | None = limiter
+
+        # Precomputed request pieces: the URL strings and the constant form fields.
+        flav = self._flavour
+        self._submit_url = self._base_url + flav.submit_path
+        self._getnum_url = self._base_url + flav.getnum_path
+        self._addtemplate_url = (
+            self._base_url + flav.addtemplate_path if flav.addtemplate_path else None
+        )
+        self._form_account = "account=" + quote_plus(account)
+        self._form_format = "&format=" + response_format if flav.name == "legacy" else ""
+
+        timeout_obj = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
+        limits_obj = limits if limits is not None else httpx.Limits(
+            max_connections=100, max_keepalive_connections=100, keepalive_expiry=15.0
+        )
+        self._wire: Transport
+        if backend == "aiohttp":
+            from ._aiohttp import AiohttpTransport
+
+            self._wire = AiohttpTransport(
+                connect_timeout=timeout_obj.connect or timeout_obj.pool,
+                read_timeout=timeout_obj.read,
+                max_connections=limits_obj.max_connections or 0,
+                keepalive_expiry=limits_obj.keepalive_expiry,
+                max_bytes=max_response_bytes,
+            )
+        elif http_client is not None:
+            self._wire = HttpxTransport(http_client, owned=False, max_bytes=max_response_bytes)
+        else:
+            client = httpx.AsyncClient(
+                timeout=timeout_obj,
+                limits=limits_obj,
+                transport=transport,
+                follow_redirects=False,
+                trust_env=False,
+            )
+            self._wire = HttpxTransport(client, owned=True, max_bytes=max_response_bytes)
+        self._loop: object | None = None
+        self._closed = False
+
+    # ----------------------------------------------------------------- lifecycle
+
+    @staticmethod
+    def _check_base_url(url: str) -> str:
+        parsed = httpx.URL(url)
+        if parsed.scheme not in ("http", "https") or not parsed.host:
+            raise ValueError(f"base_url must be http(s)://host[:port], not {url!r}")
+        if parsed.path not in ("", "/") or parsed.query or parsed.fragment:
+            raise ValueError("base_url takes scheme and host only; the flavour supplies the paths")
+        return url.rstrip("/")
+
+    def _enter(self) -> None:
+        if self._closed:
+            raise RuntimeError("this IhuyiClient is closed; create a new one")
+        token = _loop_token()
+        if self._loop is None:
+            self._loop = token
+        elif token is not self._loop:
+            raise RuntimeError(
+                "this IhuyiClient was opened on another event loop; create one client per loop"
+            )
+
+    async def __aenter__(self) -> IhuyiClient:
+        self._enter()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool (not a user's own ``http_client``). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._wire.aclose()
+
+    @property
+    def is_closed(self) -> bool:
+        return self._closed
+
+    @property
+    def limiter(self) -> Limiter | None:
+        """The limiter in use (``None`` when disabled)."""
+        return self._limiter_public
+
+    @property
+    def flavour(self) -> str:
+        return self._flavour.name
+
+    @property
+    def http_client(self) -> httpx.AsyncClient | None:
+        """The underlying httpx client (``None`` on the aiohttp backend)."""
+        return self._wire.client if isinstance(self._wire, HttpxTransport) else None
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return (
+            f"IhuyiClient(account={self._signer.account!r}, flavour={self._flavour.name!r}, "
+            f"base_url={self._base_url!r}, backend={self._backend!r}, {state})"
+        )
+
+    # ----------------------------------------------------------------- public calls
+
+    async def send(self, mobile: str, content: str, *, kind: str | None = None) -> SendResult:
+        """Send one message to one number.
+
+        Validated locally first (blank, not a mainland number, emoji, too long), then
+        the limiter may make the call wait its turn (per-second rule) or refuse it.
+
+        :param kind: ``"verification"`` for verification codes (their own daily quota).
+        :raises InvalidRequestError: 403/404/406, refused locally, no request made.
+        :raises ContentRejectedError: 4073/4074 locally, or 407 etc. by the provider.
+        :raises LocalRateLimitError: our limiter refused it; no request made.
+        :raises RateLimitedError: the provider refused it for a per-number limit.
+        :raises ApiError: any other rejection (subclass by category); not sent.
+        :raises TransportError: not sent (connection refused, connect/pool timeout).
+        :raises DeliveryUnknownError: it may have been sent; do not blindly resend.
+        """
+        self._enter()
+        number = normalize_mobile(mobile)
+        validate_content(content, max_length=self._flavour.max_content, mobile=number)
+        segments = count_segments(content, self._signature)
+        return await self._submit(number, content, content, segments, kind, None)
+
+    async def send_template(
+        self,
+        mobile: str,
+        *,
+        template_id: int,
+        variables: Sequence[str | int],
+        kind: str | None = None,
+    ) -> SendResult:
+        """Send an approved template with its variables (``json`` flavour).
+
+        :raises UnsupportedOperationError: the legacy flavour has no template mode.
+        :raises ValueError: no variables, an empty one, or one containing ``|``.
+        """
+        self._enter()
+        if not self._flavour.templates:
+            raise UnsupportedOperationError(
+                "the legacy flavour has no template mode: use IhuyiClient(flavour='json') "
+                "or send the full text with send()"
+            )
+        if isinstance(template_id, bool) or not isinstance(template_id, int) or template_id <= 0:
+            raise ValueError(f"template_id must be a positive int, not {template_id!r}")
+        number = normalize_mobile(mobile)
+        wire = join_variables(variables)
+        validate_content(wire, max_length=self._flavour.max_content, mobile=number)
+        template = self._templates.get(template_id)
+        segments = None
+        if template is not None:
+            text = render_template(template, wire.split("|"))
+            segments = count_segments(text, self._signature)
+        return await self._submit(number, wire, f"#{template_id}:{wire}", segments, kind, template_id)
+
+    async def balance(self) -> Balance:
+        """Messages left on the account (GetNum; retried on transient failures)."""
+        self._enter()
+        policy = self._retry
+        attempt = 0
+        while True:
+            attempt += 1
+            ts = int(self._clock.time())
+            body = (
+                f"{self._form_account}&password={self._password_getnum(ts)}&time={ts}"
+                f"{self._form_format}"
+            ).encode()
+            try:
+                status, data = await self._wire.post(self._getnum_url, body)
+                num, msg = parse_balance(data, self._format, status_code=status)
+                return Balance(num=num, message=msg)
+            except WireError as exc:
+                if attempt >= policy.max_attempts:
+                    raise TransportError(
+                        f"balance query failed: {exc.reason}", sent=False if not exc.written else None
+                    ) from exc
+            except ProtocolError as exc:
+                transient = exc.status_code is not None and exc.status_code >= 500
+                if not transient or attempt >= policy.max_attempts:
+                    raise
+            await self._clock.sleep(policy.delay(attempt))
+
+    async def add_template(self, content: str) -> TemplateResult:
+        """Submit a template for review; ``【变量】`` marks each variable (legacy flavour).
+
+        Never retried unless the request provably never left.
+        """
+        self._enter()
+        if self._addtemplate_url is None:
+            raise UnsupportedOperationError(
+                "the json flavour documents no AddTemplate: use IhuyiClient(flavour='legacy')"
+            )
+        validate_content(content, max_length=self._flavour.max_content)
+        body = (
+            f"{self._form_account}&password={self._signer.key_digest}"
+            f"&content={quote_plus(content)}{self._form_format}"
+        ).encode()
+        status, data = await self._post_once(self._addtemplate_url, body, "", content)
+        try:
+            template_id, msg = parse_template(data, self._format, status_code=status)
+        except ProtocolError as exc:
+            raise DeliveryUnknownError(
+                exc.reason, content_digest=content_digest(content), detail=str(exc)
+            ) from exc
+        return TemplateResult(template_id=template_id, message=msg)
+
+    # ----------------------------------------------------------------- internals
+
+    def _password_getnum(self, ts: int) -> str:
+        return self._signer.getnum(ts) if self._signing == "dynamic" else self._plain_key
+
+    async def _post_once(
+        self, url: str, body: bytes, number: str, content: str, sent_at: _dt.datetime | None = None
+    ) -> tuple[int, bytes]:
+        """POST a non-idempotent call: retried only while provably unsent."""
+        policy = self._retry
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await self._wire.post(url, body)
+            except WireError as exc:
+                if exc.written:
+                    raise DeliveryUnknownError(
+                        exc.reason,
+                        mobile=number,
+                        content_digest=content_digest(content),
+                        sent_at=sent_at,
+                        detail=exc.detail,
+                    ) from exc
+                if not policy.retry_unsent_sends or attempt >= policy.max_attempts:
+                    raise TransportError(f"not sent: {exc.reason} ({exc.detail})") from exc
+            except ProtocolError as exc:  # oversized answer
+                raise DeliveryUnknownError(
+                    exc.reason,
+                    mobile=number,
+                    content_digest=content_digest(content),
+                    sent_at=sent_at,
+                    detail=str(exc),
+                ) from exc
+            await self._clock.sleep(policy.delay(attempt))
+
+    async def _submit(
+        self,
+        number: str,
+        wire: str,
+        limiter_content: str,
+        segments: int | None,
+        kind: str | None,
+        template_id: int | None,
+    ) -> SendResult:
+        limiter = self._limiter
+        reservation = (
+            await limiter.acquire(number, content=limiter_content, kind=kind)
+            if limiter is not None
+            else None
+        )
+        now = self._clock.time()
+        ts = int(now)
+        if self._signing == "dynamic":
+            password = self._signer.submit(number, wire, ts)
+            fields = f"{self._form_account}&password={password}&mobile={number}&content={quote_plus(wire)}&time={ts}"
+        else:
+            fields = f"{self._form_account}&password={self._plain_key}&mobile={number}&content={quote_plus(wire)}"
+        if template_id is not None:
+            fields += f"&templateid={template_id}"
+        body = (fields + self._form_format).encode()
+        sent_at = _dt.datetime.fromtimestamp(now, CST)
+        debug = logger.isEnabledFor(logging.DEBUG)
+        if debug:
+            logger.debug("submit to %s (%s segments)", mask_mobile(number), segments)
+        try:
+            status, data = await self._post_once(self._submit_url, body, number, wire, sent_at)
+        except TransportError:
+            if reservation is not None:
+                await reservation.refund()
+            raise
+        except DeliveryUnknownError as exc:
+            logger.warning("outcome unknown for %s: %s", mask_mobile(number), exc.reason)
+            raise
+        except BaseException as exc:
+            if not isinstance(exc, Exception):
+                # Cancelled while the request may be on the wire: keep the limiter slot.
+                logger.warning("send to %s cancelled in flight: outcome unknown", mask_mobile(number))
+            raise
+        try:
+            smsid, msg = parse_submit(data, self._format, status_code=status, mobile=number)
+        except ApiError as exc:
+            if reservation is not None and limiter is not None:
+                if exc.code in RATE_LIMIT_CODES:
+                    await limiter.observe_provider_code(
+                        number, exc.code, content=limiter_content, kind=kind
+                    )
+                else:
+                    await reservation.refund()
+            if debug:
+                logger.debug("rejected for %s: %s", mask_mobile(number), exc.code)
+            raise
+        except ProtocolError as exc:
+            logger.warning("outcome unknown for %s: %s", mask_mobile(number), exc.reason)
+            raise DeliveryUnknownError(
+                exc.reason,
+                mobile=number,
+                content_digest=content_digest(wire),
+                sent_at=sent_at,
+                detail=str(exc),
+            ) from exc
+        if debug:
+            logger.debug("accepted for %s: smsid %s", mask_mobile(number), smsid)
+        return SendResult(
+            smsid=smsid,
+            segments=segments,
+            mobile=number,
+            sent_at=sent_at,
+            message=msg,
+            template_id=template_id,
+        )

@@ -1,0 +1,96 @@
+"""Endpoints of each API flavour, defaults, and the retry policy. Pure data.
+
+Two flavours speak the same signing and answer keys (fact sheet §3, §8):
+
+* ``"legacy"``: ``https://106.ihuyi.com/webservice/sms.php?method=Submit|GetNum|AddTemplate``,
+  XML or JSON answers (``format=``), content up to 300 characters, no template mode;
+* ``"json"``: ``https://api.ihuyi.com/sms/Submit.json`` and ``GetNum.json``, JSON answers,
+  content up to 500 characters *(one source)*, template mode with ``templateid``;
+  AddTemplate is not documented there.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["DEFAULT_TIMEOUT", "FLAVOURS", "Flavour", "RetryPolicy"]
+
+FlavourName = Literal["legacy", "json"]
+DEFAULT_TIMEOUT = 10.0
+#: Answers are a few hundred bytes; anything past this is not an answer.
+MAX_RESPONSE_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Flavour:
+    """Where one flavour's methods live and what it allows."""
+
+    name: FlavourName
+    default_base_url: str
+    submit_path: str
+    getnum_path: str
+    addtemplate_path: str | None
+    max_content: int
+    templates: bool
+    formats: tuple[str, ...]
+
+
+FLAVOURS: dict[str, Flavour] = {
+    "legacy": Flavour(
+        name="legacy",
+        default_base_url="https://106.ihuyi.com",
+        submit_path="/webservice/sms.php?method=Submit",
+        getnum_path="/webservice/sms.php?method=GetNum",
+        addtemplate_path="/webservice/sms.php?method=AddTemplate",
+        max_content=300,
+        templates=False,
+        formats=("json", "xml"),
+    ),
+    "json": Flavour(
+        name="json",
+        default_base_url="https://api.ihuyi.com",
+        submit_path="/sms/Submit.json",
+        getnum_path="/sms/GetNum.json",
+        addtemplate_path=None,
+        max_content=500,
+        templates=True,
+        formats=("json",),
+    ),
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryPolicy:
+    """When a failed call is tried again.
+
+    * Safe calls (GetNum) are retried on any transport failure, up to
+      ``max_attempts`` in all.
+    * Sends (Submit, AddTemplate) are retried **only** when the request provably
+      never left (connection refused, connect or pool timeout), and only if
+      ``retry_unsent_sends``. A send whose outcome is unknown is never retried:
+      there is no idempotency key, so a blind retry may bill and deliver twice.
+
+    Backoff is capped exponential with full jitter: ``uniform(0, min(cap, base * 2**n))``.
+    """
+
+    max_attempts: int = 3
+    backoff: float = 0.2
+    max_backoff: float = 2.0
+    retry_unsent_sends: bool = True
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        if self.backoff < 0 or self.max_backoff < 0:
+            raise ValueError("backoff and max_backoff must not be negative")
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait before retry number ``attempt`` (1-based)."""
+        cap = min(self.max_backoff, self.backoff * (2 ** (attempt - 1)))
+        return random.uniform(0, cap) if cap > 0 else 0.0
+
+
+#: No retries at all.
+NO_RETRIES = RetryPolicy(max_attempts=1, retry_unsent_sends=False)

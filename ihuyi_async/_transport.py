@@ -1,0 +1,159 @@
+"""The send path's wire: a tiny interface (post a form, get status + body) and the httpx backend.
+
+Every backend translates its library's errors at this one boundary into
+:class:`WireError`, whose ``written`` flag answers the only question that
+matters for money: *could the provider have received the request?*
+
+* ``written=False``: connection refused, DNS failure, connect or pool timeout,
+  a malformed URL. The request provably never left; safe to retry.
+* ``written=True``: everything after the connection was made: write or read
+  failures, read timeouts, a peer that closed or reset, protocol errors. The
+  provider may have acted on it. Write failures count here too: a partial write
+  is unlikely to be acted on, but "unlikely" is not a guarantee we bill on.
+
+Answers larger than ``max_bytes`` are not read further: :class:`ProtocolError`
+with ``reason="oversized"``.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import httpx
+
+from ._exceptions import ProtocolError
+
+__all__ = ["FORM_HEADERS", "HttpxTransport", "Transport", "WireError"]
+
+FORM_HEADERS = {
+    "Content-Type": "application/x-www-form-urlencoded; charset=utf-8",
+    "Accept": "application/json, text/xml;q=0.9, */*;q=0.5",
+}
+
+
+class WireError(Exception):
+    """Internal: a request failed on the wire. Never escapes the client.
+
+    :ivar written: whether the request may have reached the provider.
+    :ivar reason: a short tag for the failure (``"connect"``, ``"read_timeout"``, …).
+    """
+
+    def __init__(self, reason: str, *, written: bool, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.written = written
+        self.detail = detail
+
+
+class Transport(Protocol):
+    """What the client needs of a backend."""
+
+    async def post(self, url: str, body: bytes) -> tuple[int, bytes]:
+        """POST a form-encoded body; return ``(status, body)``.
+
+        :raises WireError: the request failed; ``written`` says whether it may have arrived.
+        :raises ProtocolError: the answer exceeded the size cap.
+        """
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+def _oversized(status: int, max_bytes: int) -> ProtocolError:
+    return ProtocolError(
+        f"answer larger than {max_bytes} bytes", status_code=status, reason="oversized"
+    )
+
+
+# httpx errors raised before any byte of the request can have been sent.
+_NOT_WRITTEN: tuple[tuple[type[BaseException], str], ...] = (
+    (httpx.ConnectTimeout, "connect_timeout"),
+    (httpx.PoolTimeout, "pool_timeout"),
+    (httpx.ConnectError, "connect"),
+    (httpx.UnsupportedProtocol, "unsupported_protocol"),
+    (httpx.ProxyError, "proxy"),
+    (httpx.InvalidURL, "invalid_url"),
+    (httpx.LocalProtocolError, "local_protocol"),
+)
+_WRITTEN: tuple[tuple[type[BaseException], str], ...] = (
+    (httpx.ReadTimeout, "read_timeout"),
+    (httpx.WriteTimeout, "write_timeout"),
+    (httpx.WriteError, "write_failed"),
+    (httpx.RemoteProtocolError, "disconnected"),
+    (httpx.ReadError, "read_failed"),
+)
+
+
+def map_httpx_error(exc: Exception) -> WireError:
+    """Translate an httpx (or OS) error raised while sending into a :class:`WireError`."""
+    for cls, reason in _NOT_WRITTEN:
+        if isinstance(exc, cls):
+            return WireError(reason, written=False, detail=type(exc).__name__)
+    for cls, reason in _WRITTEN:
+        if isinstance(exc, cls):
+            return WireError(reason, written=True, detail=type(exc).__name__)
+    if isinstance(exc, ConnectionRefusedError):
+        return WireError("connect", written=False, detail=type(exc).__name__)
+    return WireError("transport_failed", written=True, detail=type(exc).__name__)
+
+
+class HttpxTransport:
+    """Backend on one pooled :class:`httpx.AsyncClient` (asyncio and trio).
+
+    :param client: the pooled client; closed by :meth:`aclose` only when ``owned``.
+    """
+
+    __slots__ = ("_client", "_owned", "_max_bytes", "_extensions", "_headers")
+
+    def __init__(self, client: httpx.AsyncClient, *, owned: bool, max_bytes: int) -> None:
+        self._client = client
+        self._owned = owned
+        self._max_bytes = max_bytes
+        self._extensions = {"timeout": client.timeout.as_dict()}
+        self._headers = httpx.Headers(FORM_HEADERS)
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        return self._client
+
+    async def post(self, url: str, body: bytes) -> tuple[int, bytes]:
+        client = self._client
+        if self._owned:
+            # Our own client carries no cookies, auth or base URL: skip build_request's merging.
+            request = httpx.Request(
+                "POST", url, content=body, headers=self._headers, extensions=self._extensions
+            )
+        else:
+            request = client.build_request("POST", url, content=body, headers=FORM_HEADERS)
+        try:
+            response = await client.send(request, stream=True, follow_redirects=False)
+        except (httpx.HTTPError, OSError) as exc:
+            raise map_httpx_error(exc) from exc
+        try:
+            status = response.status_code
+            length = response.headers.get("content-length")
+            if (
+                length is not None
+                and length.isdigit()
+                and int(length) <= self._max_bytes
+                and "content-encoding" not in response.headers
+            ):
+                data = await response.aread()
+            else:
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > self._max_bytes:
+                        raise _oversized(status, self._max_bytes)
+                    chunks.append(chunk)
+                data = b"".join(chunks)
+        except (httpx.HTTPError, OSError) as exc:
+            raise map_httpx_error(exc) from exc
+        finally:
+            await response.aclose()
+        return status, data
+
+    async def aclose(self) -> None:
+        if self._owned:
+            await self._client.aclose()
