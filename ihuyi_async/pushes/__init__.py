@@ -1,0 +1,74 @@
+"""Receive the provider's pushes: delivery receipts, replies and template reviews.
+
+:class:`PushReceiver` is a plain ASGI app (mount it in FastAPI, Starlette or any
+ASGI framework); :func:`aiohttp_app` and :func:`aiohttp_handler` serve it from
+aiohttp. It answers the literal ``success`` only after your handler returned,
+handles each item once within a window (:class:`MemoryDedupe`, or
+:class:`RedisDedupe` shared by several workers), and guards the unsigned
+endpoint with a secret token, a source allow-list and a body size limit.
+:func:`receipt_form`, :func:`reply_form`, :func:`template_review_form` and
+:func:`post_push` post provider-shaped pushes in tests.
+
+This package stands alone: it does not import the client.
+
+.. versionadded:: 0.2.0
+"""
+
+from __future__ import annotations
+
+from ._aiohttp import aiohttp_app, aiohttp_handler
+from ._dedupe import ClaimState, DedupeStore, MemoryDedupe, RedisDedupe
+from ._guards import DEFAULT_MAX_BODY, NetworkLike
+from ._models import (
+    CHINA_TZ,
+    DEFAULT_TIME_FORMATS,
+    DeliveryReceipt,
+    Push,
+    PushParseError,
+    Reply,
+    TemplateReview,
+    parse_push,
+)
+from ._post import PushAnswer, post_push, receipt_form, reply_form, template_review_form
+from ._receiver import (
+    PushReceiver,
+    PushStatistics,
+    ReceiptHandler,
+    ReplyHandler,
+    TemplateReviewHandler,
+)
+
+__all__ = [
+    "CHINA_TZ",
+    "DEFAULT_MAX_BODY",
+    "DEFAULT_TIME_FORMATS",
+    "ClaimState",
+    "DedupeStore",
+    "DeliveryReceipt",
+    "MemoryDedupe",
+    "NetworkLike",
+    "Push",
+    "PushAnswer",
+    "PushParseError",
+    "PushReceiver",
+    "PushStatistics",
+    "ReceiptHandler",
+    "RedisDedupe",
+    "Reply",
+    "ReplyHandler",
+    "TemplateReview",
+    "TemplateReviewHandler",
+    "aiohttp_app",
+    "aiohttp_handler",
+    "parse_push",
+    "post_push",
+    "receipt_form",
+    "reply_form",
+    "template_review_form",
+]
+
+for _name in __all__:
+    _obj = globals()[_name]
+    if isinstance(_obj, type):
+        _obj.__module__ = __name__
+del _name, _obj
