@@ -1,0 +1,382 @@
+"""MemoryStore: the counts of one process, in plain dicts, bounded in memory.
+
+Owns the in-process algorithms (GCRA token buckets, fixed and rolling windows)
+and the two-generation sweep that forgets idle numbers without a background task.
+Nothing here awaits: every operation runs to completion between two checkpoints
+of the event loop, which makes it atomic for any number of tasks of one loop.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_right, insort
+
+from ._rules import RuleSet
+from ._store import Grant, Refusal, Store
+
+__all__ = ["MemoryStore"]
+
+_BUCKET = 0
+_FIXED = 1
+_ROLLING = 2
+_ALG = {"token_bucket": _BUCKET, "fixed_window": _FIXED, "rolling_window": _ROLLING}
+
+#: Longest wait (seconds) a reservation may be scheduled ahead; bounds how long idle
+#: state must be kept beyond the rules' own horizon.
+MAX_SCHEDULE_AHEAD = 3600.0
+
+# One compiled rule: (algorithm, scope 0=number 1=content, slot, limit, period, offset,
+# burst tolerance, rule index).
+_Op = tuple[int, int, int, int, float, float, float, int]
+_Plan = tuple[tuple[_Op, ...], bool, bool]
+_State = list[object]
+
+
+class _Table:
+    """The state of one rule set: per-number lists in two generations of dicts.
+
+    Each tracked number holds one ``list``: a bucket's theoretical arrival time
+    (1 slot), a fixed window's index and count (2 slots), a rolling window's sorted
+    tuple of send times (1 slot). Identical-content rules keep a second list per
+    ``(number, digest)``. Numbers untouched for a whole generation (the rules'
+    horizon plus :data:`MAX_SCHEDULE_AHEAD`) are dropped at the next rotation, so
+    memory holds at most two generations of numbers.
+    """
+
+    __slots__ = (
+        "_blank_con",
+        "_blank_num",
+        "_last_idx",
+        "_ops",
+        "_plans",
+        "cold",
+        "ccur",
+        "cur",
+        "generation",
+        "old",
+        "rotate_at",
+        "rules",
+    )
+
+    def __init__(self, rules: RuleSet) -> None:
+        self.rules = rules
+        ops: list[_Op] = []
+        blank: tuple[list[object], list[object]] = ([], [])
+        for index, rule in enumerate(rules.rules):
+            alg = _ALG[rule.algorithm]
+            scope = 1 if rule.per_content else 0
+            layout = blank[scope]
+            slot = len(layout)
+            if alg == _BUCKET:
+                layout.append(-math.inf)
+            elif alg == _FIXED:
+                layout.extend((-math.inf, 0))
+            else:
+                layout.append(())
+            tol = (rule.limit - 1) * rule.period
+            ops.append((alg, scope, slot, rule.limit, rule.period, rule.offset, tol, index))
+        self._ops: tuple[_Op, ...] = tuple(ops)
+        self._blank_num, self._blank_con = blank
+        self._plans: dict[tuple[int, ...], _Plan] = {}
+        self._last_idx: list[float] = [-math.inf] * len(ops)
+        self.generation = rules.horizon + MAX_SCHEDULE_AHEAD
+        self.cur: dict[str, _State] = {}
+        self.old: dict[str, _State] = {}
+        self.ccur: dict[tuple[str, str], _State] = {}
+        self.cold: dict[tuple[str, str], _State] = {}
+        self.rotate_at = -math.inf
+
+    # -- bookkeeping -------------------------------------------------------------------
+
+    def plan(self, selected: tuple[int, ...]) -> _Plan:
+        plan = self._plans.get(selected)
+        if plan is None:
+            ops = tuple(self._ops[i] for i in selected)
+            plan = (ops, any(o[1] == 0 for o in ops), any(o[1] == 1 for o in ops))
+            if len(self._plans) < 256:
+                self._plans[selected] = plan
+        return plan
+
+    def rotate(self, now: float) -> None:
+        """Start a new generation: what was not touched during the last one is dropped."""
+        if now >= self.rotate_at + self.generation:
+            self.old = {}
+            self.cold = {}
+        else:
+            self.old = self.cur
+            self.cold = self.ccur
+        self.cur = {}
+        self.ccur = {}
+        self.rotate_at = now + self.generation
+
+    def number_state(self, mobile: str) -> _State:
+        st = self.cur.get(mobile)
+        if st is None:
+            st = self.old.pop(mobile, None)
+            if st is None:
+                st = self._blank_num.copy()
+            self.cur[mobile] = st
+        return st
+
+    def content_state(self, mobile: str, digest: str) -> _State:
+        key = (mobile, digest)
+        st = self.ccur.get(key)
+        if st is None:
+            st = self.cold.pop(key, None)
+            if st is None:
+                st = self._blank_con.copy()
+            self.ccur[key] = st
+        return st
+
+    def _existing(self, mobile: str, digest: str, content: bool) -> _State | None:
+        if content:
+            key = (mobile, digest)
+            return self.ccur.get(key) or self.cold.get(key)
+        return self.cur.get(mobile) or self.old.get(mobile)
+
+    @property
+    def tracked(self) -> int:
+        return len(self.cur) + len(self.old)
+
+    # -- the algorithms ------------------------------------------------------------------
+
+    def reserve(
+        self,
+        selected: tuple[int, ...],
+        mobile: str,
+        digest: str,
+        now: float,
+        max_delay: float,
+    ) -> tuple[float, tuple[float, ...]] | Refusal:
+        """Take one unit of every selected rule, or return why not (see :class:`Store`)."""
+        if now >= self.rotate_at:
+            self.rotate(now)
+        ops, has_num, has_con = self._plans.get(selected) or self.plan(selected)
+        st: _State = self.number_state(mobile) if has_num else []
+        cst: _State = self.content_state(mobile, digest) if has_con else []
+        send = now
+        bucket = -1
+        refused = -1
+        refused_at = -math.inf
+        refused_reset = 0.0
+        for alg, scope, slot, limit, period, offset, tol, index in ops:
+            s = cst if scope else st
+            if alg == _BUCKET:
+                e = s[slot] - tol  # type: ignore[operator]
+                if e > send:
+                    send = e
+                    bucket = index
+            elif alg == _FIXED:
+                idx = (send + offset) // period
+                si: float = s[slot]  # type: ignore[assignment]
+                if si >= idx and s[slot + 1] >= limit:  # type: ignore[operator]
+                    end = (si + 1.0) * period - offset
+                    if end > refused_at:
+                        refused, refused_at, refused_reset = index, end, end
+            else:
+                log: tuple[float, ...] = s[slot]  # type: ignore[assignment]
+                n = len(log)
+                if n >= limit and n - bisect_right(log, send - period) >= limit:
+                    at = log[n - limit] + period
+                    if at > refused_at:
+                        refused, refused_at, refused_reset = index, at, at
+        if refused >= 0:
+            return Refusal(refused, now, refused_at, refused_reset)
+        if send - now > max_delay:
+            return Refusal(bucket, now, send, send)
+        undo: tuple[float, ...] = ()
+        last_idx = self._last_idx
+        for alg, scope, slot, _limit, period, offset, _tol, index in ops:
+            s = cst if scope else st
+            if alg == _BUCKET:
+                before: float = s[slot]  # type: ignore[assignment]
+                s[slot] = (before if before > send else send) + period
+                undo += (before,)
+            elif alg == _FIXED:
+                idx = (send + offset) // period
+                si = s[slot]  # type: ignore[assignment]
+                if si >= idx:
+                    s[slot + 1] += 1  # type: ignore[operator]
+                else:
+                    if last_idx[index] == idx:
+                        idx = last_idx[index]
+                    else:
+                        last_idx[index] = idx
+                    s[slot] = idx
+                    s[slot + 1] = 1
+            else:
+                log = s[slot]  # type: ignore[assignment]
+                cutoff = now - period
+                if log and log[0] <= cutoff:
+                    log = log[bisect_right(log, cutoff) :]
+                if not log or log[-1] <= send:
+                    s[slot] = (*log, send)
+                else:
+                    items = list(log)
+                    insort(items, send)
+                    s[slot] = tuple(items)
+        return send, undo
+
+    def refund(
+        self,
+        selected: tuple[int, ...],
+        mobile: str,
+        digest: str,
+        send_at: float,
+        undo: tuple[float, ...],
+    ) -> None:
+        ops = self.plan(selected)[0]
+        st = self._existing(mobile, digest, False)
+        cst = self._existing(mobile, digest, True)
+        u = 0
+        for alg, scope, slot, _limit, period, offset, _tol, _index in ops:
+            s = cst if scope else st
+            if alg == _BUCKET:
+                before = undo[u]
+                u += 1
+                if s is not None and s[slot] == (before if before > send_at else send_at) + period:
+                    s[slot] = before
+            elif s is None:
+                continue
+            elif alg == _FIXED:
+                if s[slot] == (send_at + offset) // period and s[slot + 1] > 0:  # type: ignore[operator]
+                    s[slot + 1] -= 1  # type: ignore[operator]
+            else:
+                log: tuple[float, ...] = s[slot]  # type: ignore[assignment]
+                if send_at in log:
+                    items = list(log)
+                    items.remove(send_at)
+                    s[slot] = tuple(items)
+
+    def fill(self, selected: tuple[int, ...], mobile: str, digest: str, now: float) -> None:
+        if now >= self.rotate_at:
+            self.rotate(now)
+        ops, has_num, has_con = self.plan(selected)
+        st: _State = self.number_state(mobile) if has_num else []
+        cst: _State = self.content_state(mobile, digest) if has_con else []
+        for alg, scope, slot, limit, period, offset, _tol, _index in ops:
+            s = cst if scope else st
+            if alg == _BUCKET:
+                empty = now + limit * period
+                if s[slot] < empty:  # type: ignore[operator]
+                    s[slot] = empty
+            elif alg == _FIXED:
+                idx = (now + offset) // period
+                if s[slot] == idx:
+                    s[slot + 1] = max(s[slot + 1], limit)  # type: ignore[call-overload]
+                elif s[slot] < idx:  # type: ignore[operator]
+                    s[slot] = idx
+                    s[slot + 1] = limit
+            else:
+                log: tuple[float, ...] = s[slot]  # type: ignore[assignment]
+                active = [t for t in log if t > now - period]
+                s[slot] = tuple(sorted(active + [now] * limit))
+
+    def peek(self, selected: tuple[int, ...], mobile: str, digest: str, now: float) -> float:
+        ops = self.plan(selected)[0]
+        st = self._existing(mobile, digest, False) or self._blank_num
+        cst = self._existing(mobile, digest, True) or self._blank_con
+        t = now
+        for _ in range(32):
+            send = t
+            for alg, scope, slot, _limit, _period, _offset, tol, _index in ops:
+                if alg == _BUCKET:
+                    e = (cst if scope else st)[slot] - tol  # type: ignore[operator]
+                    if e > send:
+                        send = e
+            blocked = -math.inf
+            for alg, scope, slot, limit, period, offset, _tol, _index in ops:
+                s = cst if scope else st
+                if alg == _FIXED:
+                    si: float = s[slot]  # type: ignore[assignment]
+                    if si >= (send + offset) // period and s[slot + 1] >= limit:  # type: ignore[operator]
+                        blocked = max(blocked, (si + 1.0) * period - offset)
+                elif alg == _ROLLING:
+                    log: tuple[float, ...] = s[slot]  # type: ignore[assignment]
+                    n = len(log)
+                    if n >= limit and n - bisect_right(log, send - period) >= limit:
+                        blocked = max(blocked, log[n - limit] + period)
+            if blocked == -math.inf:
+                return send
+            t = blocked
+        return t  # pragma: no cover - rules that keep blocking 32 times in a row
+
+
+class MemoryStore(Store):
+    """Counts kept in this process: the default store.
+
+    Safe for any number of concurrent tasks of one event loop (no operation awaits,
+    so each is atomic); not shared between processes — use :class:`RedisStore` for
+    that. Memory is bounded without a background task: the state of a number that
+    has not been touched for one *generation* (the longest rule window, one day by
+    default, plus one hour) is dropped at the next lazy rotation, so past days and
+    idle buckets are forgotten; a tracked number costs one small ``list`` (under
+    200 bytes with the default rules, dict entry included).
+
+    Time is whatever the limiter passes (its clock).
+
+    .. versionadded:: 0.1.0
+    """
+
+    __slots__ = ("_tables",)
+
+    def __init__(self) -> None:
+        self._tables: dict[RuleSet, _Table] = {}
+
+    def _table(self, rules: RuleSet) -> _Table:
+        table = self._tables.get(rules)
+        if table is None:
+            table = self._tables[rules] = _Table(rules)
+        return table
+
+    @property
+    def tracked_numbers(self) -> int:
+        """How many numbers currently hold state (both generations, all rule sets)."""
+        return sum(t.tracked for t in self._tables.values())
+
+    async def reserve(
+        self,
+        rules: RuleSet,
+        selected: tuple[int, ...],
+        mobile: str,
+        digest: str,
+        now: float,
+        max_delay: float,
+    ) -> Grant | Refusal:
+        result = self._table(rules).reserve(selected, mobile, digest, now, max_delay)
+        if isinstance(result, Refusal):
+            return result
+        return Grant(result[0], now, result[1])
+
+    async def refund(
+        self,
+        rules: RuleSet,
+        selected: tuple[int, ...],
+        mobile: str,
+        digest: str,
+        grant: Grant,
+    ) -> None:
+        self._table(rules).refund(selected, mobile, digest, grant.send_at, grant.undo)
+
+    async def fill(
+        self,
+        rules: RuleSet,
+        selected: tuple[int, ...],
+        mobile: str,
+        digest: str,
+        now: float,
+    ) -> None:
+        self._table(rules).fill(selected, mobile, digest, now)
+
+    async def peek(
+        self,
+        rules: RuleSet,
+        selected: tuple[int, ...],
+        mobile: str,
+        digest: str,
+        now: float,
+    ) -> float:
+        return self._table(rules).peek(selected, mobile, digest, now)
+
+    def __repr__(self) -> str:
+        return f"MemoryStore(tracked_numbers={self.tracked_numbers})"

@@ -1,0 +1,134 @@
+"""The small async interface every limiter store implements, and its two answers.
+
+A store keeps counts; it never decides which rules apply (the limiter selects
+them) and never sleeps (the limiter waits). Every method receives the rule set,
+the indices of the rules that count this send, the number, the content digest
+(``""`` when the send has no content) and the time to use.
+"""
+
+from __future__ import annotations
+
+import abc
+
+from ._rules import RuleSet
+
+__all__ = ["Grant", "Refusal", "Store"]
+
+
+class Grant:
+    """A reservation taken by a store: the send may go at :attr:`send_at`.
+
+    :ivar send_at: the scheduled send time (Unix seconds, ``>= now``); the difference
+        is the bucket wait the limiter sleeps.
+    :ivar now: the time the store used (its own when it keeps its own clock).
+    :ivar undo: store-private data a :meth:`Store.refund` needs (e.g. bucket states
+        before the reservation).
+    """
+
+    __slots__ = ("now", "send_at", "undo")
+
+    def __init__(self, send_at: float, now: float, undo: tuple[float, ...] = ()) -> None:
+        self.send_at = send_at
+        self.now = now
+        self.undo = undo
+
+    def __repr__(self) -> str:
+        return f"Grant(send_at={self.send_at!r}, now={self.now!r}, undo={self.undo!r})"
+
+
+class Refusal:
+    """A store's "no": which rule refused and when it would admit the send.
+
+    :ivar rule: index of the refusing rule in :attr:`RuleSet.rules`.
+    :ivar now: the time the store used.
+    :ivar retry_at: earliest time (Unix seconds) the refusing rule admits a send.
+    :ivar resets_at: when the refusing rule's window resets (for a bucket: when it
+        next holds a token).
+    """
+
+    __slots__ = ("now", "resets_at", "retry_at", "rule")
+
+    def __init__(self, rule: int, now: float, retry_at: float, resets_at: float) -> None:
+        self.rule = rule
+        self.now = now
+        self.retry_at = retry_at
+        self.resets_at = resets_at
+
+    def __repr__(self) -> str:
+        return (
+            f"Refusal(rule={self.rule!r}, now={self.now!r}, retry_at={self.retry_at!r}, "
+            f"resets_at={self.resets_at!r})"
+        )
+
+
+class Store(abc.ABC):
+    """Where a :class:`~ihuyi_async.limiter.Limiter` keeps its counts.
+
+    Implement the four coroutines to add a backend. Each call must be atomic with
+    respect to every other call on the same number (a lock, a transaction, a
+    script). Raise :class:`~ihuyi_async.LimiterUnavailableError` when the backend
+    cannot be reached; any other exception is a bug.
+
+    Semantics a store must keep (see :class:`~ihuyi_async.limiter.Rule`):
+
+    - :meth:`reserve` computes the send time from the token buckets among
+      ``selected`` (the earliest free turn, at or after ``now``), checks every window
+      at that send time, and either takes one unit of every selected rule and returns
+      a :class:`Grant`, or takes nothing and returns a :class:`Refusal` — windows
+      first, then the bucket when ``send_at - now > max_delay``;
+    - :meth:`refund` gives back exactly what the grant took, as far as it is still
+      held: a window's count in the window of ``send_at``; a bucket's turn only when
+      no later reservation stacked behind it (their turns never move);
+    - :meth:`fill` makes the given rules refuse from ``now``: a bucket is emptied, a
+      window is counted full;
+    - :meth:`peek` returns the earliest time a reservation would be granted without
+      waiting; it changes nothing.
+    """
+
+    @abc.abstractmethod
+    async def reserve(
+        self,
+        rules: RuleSet,
+        selected: tuple[int, ...],
+        mobile: str,
+        digest: str,
+        now: float,
+        max_delay: float,
+    ) -> Grant | Refusal:
+        """Take one unit of every selected rule, or nothing."""
+
+    @abc.abstractmethod
+    async def refund(
+        self,
+        rules: RuleSet,
+        selected: tuple[int, ...],
+        mobile: str,
+        digest: str,
+        grant: Grant,
+    ) -> None:
+        """Give back what ``grant`` took (called at most once per grant)."""
+
+    @abc.abstractmethod
+    async def fill(
+        self,
+        rules: RuleSet,
+        selected: tuple[int, ...],
+        mobile: str,
+        digest: str,
+        now: float,
+    ) -> None:
+        """Mark the selected rules full (buckets empty) as of ``now``."""
+
+    @abc.abstractmethod
+    async def peek(
+        self,
+        rules: RuleSet,
+        selected: tuple[int, ...],
+        mobile: str,
+        digest: str,
+        now: float,
+    ) -> float:
+        """Earliest Unix time a send would be granted without waiting (``>= now``)."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, empty by default
+        """Release resources the store owns (nothing by default)."""
