@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import sniffio
 
-from ._exceptions import ProtocolError
 from ._transport import FORM_HEADERS, WireError
+from ._transport import oversized_error as _oversized
 
 if TYPE_CHECKING:
     import aiohttp
@@ -90,20 +90,17 @@ class AiohttpTransport:
             async with session.post(url, data=body, allow_redirects=False) as response:
                 status = response.status
                 length = response.content_length
-                if (
-                    length is not None
-                    and length <= self._max_bytes
-                    and "Content-Encoding" not in response.headers
-                ):
+                if length is not None and length > self._max_bytes:
+                    raise _oversized(status, self._max_bytes)  # not read at all
+                if length is not None and "Content-Encoding" not in response.headers:
                     data = await response.read()
                 else:
-                    data = await response.content.read(self._max_bytes + 1)
-                    if len(data) > self._max_bytes:
-                        raise ProtocolError(
-                            f"answer larger than {self._max_bytes} bytes",
-                            status_code=status,
-                            reason="oversized",
-                        )
+                    buffer = bytearray()
+                    while chunk := await response.content.read(65536):
+                        buffer += chunk
+                        if len(buffer) > self._max_bytes:
+                            raise _oversized(status, self._max_bytes)
+                    data = bytes(buffer)
                 return status, data
         except (aio.ClientConnectorError, aio.ConnectionTimeoutError, aio.InvalidURL) as exc:
             raise WireError(_reason(exc, written=False), written=False, detail=type(exc).__name__) from exc

@@ -13,7 +13,7 @@ import logging
 import os
 from collections.abc import Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote_plus
 
 import httpx
@@ -51,20 +51,6 @@ __all__ = ["IhuyiClient"]
 logger = logging.getLogger("ihuyi_async")
 
 Backend = Literal["httpx", "aiohttp"]
-
-
-class _Reservation(Protocol):
-    async def refund(self) -> None: ...
-
-
-class _LimiterLike(Protocol):
-    async def acquire(
-        self, mobile: str, *, content: str = ..., kind: str | None = ..., wait: bool | None = ...
-    ) -> _Reservation: ...
-
-    async def observe_provider_code(
-        self, mobile: str, code: int, *, content: str = ..., kind: str | None = ...
-    ) -> None: ...
 
 
 class _Default:
@@ -185,8 +171,7 @@ class IhuyiClient:
             from .limiter import Limiter
 
             limiter = Limiter(clock=self._clock)
-        self._limiter_public: Limiter | None = limiter
-        self._limiter: _LimiterLike | None = limiter
+        self._limiter: Limiter | None = limiter
 
         # Precomputed request pieces: the URL strings and the constant form fields.
         flav = self._flavour
@@ -275,7 +260,7 @@ class IhuyiClient:
     @property
     def limiter(self) -> Limiter | None:
         """The limiter in use (``None`` when disabled)."""
-        return self._limiter_public
+        return self._limiter
 
     @property
     def flavour(self) -> str:

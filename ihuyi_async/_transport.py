@@ -59,7 +59,7 @@ class Transport(Protocol):
     async def aclose(self) -> None: ...
 
 
-def _oversized(status: int, max_bytes: int) -> ProtocolError:
+def oversized_error(status: int, max_bytes: int) -> ProtocolError:
     return ProtocolError(
         f"answer larger than {max_bytes} bytes", status_code=status, reason="oversized"
     )
@@ -132,27 +132,35 @@ class HttpxTransport:
         try:
             status = response.status_code
             length = response.headers.get("content-length")
-            if (
-                length is not None
-                and length.isdigit()
-                and int(length) <= self._max_bytes
-                and "content-encoding" not in response.headers
-            ):
+            if length is not None and length.isdigit() and int(length) > self._max_bytes:
+                raise oversized_error(status, self._max_bytes)  # not read at all
+            if length is not None and "content-encoding" not in response.headers:
                 data = await response.aread()
             else:
-                chunks: list[bytes] = []
-                size = 0
-                async for chunk in response.aiter_bytes():
-                    size += len(chunk)
-                    if size > self._max_bytes:
-                        raise _oversized(status, self._max_bytes)
-                    chunks.append(chunk)
-                data = b"".join(chunks)
+                data = await self._read_capped(response, status)
         except (httpx.HTTPError, OSError) as exc:
             raise map_httpx_error(exc) from exc
         finally:
             await response.aclose()
         return status, data
+
+    async def _read_capped(self, response: httpx.Response, status: int) -> bytes:
+        """Read a body of unannounced size, keeping at most ``max_bytes``.
+
+        The stream is drained rather than abandoned (an abandoned async generator
+        is finalised late and warns on trio), up to a hard bound of 64 × the cap.
+        """
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size <= self._max_bytes:
+                chunks.append(chunk)
+            elif size > 64 * self._max_bytes:
+                break
+        if size > self._max_bytes:
+            raise oversized_error(status, self._max_bytes)
+        return b"".join(chunks)
 
     async def aclose(self) -> None:
         if self._owned:

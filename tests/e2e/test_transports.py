@@ -1,0 +1,80 @@
+"""Both backends against a real loopback server: pooling, lost connections, refused connections."""
+
+from __future__ import annotations
+
+import pytest
+
+import ihuyi_async as ih
+from ihuyi_async import IhuyiClient, RetryPolicy
+
+from .loopback import LoopbackServer, close_after_read, ok_answer, refused_url
+
+pytestmark = pytest.mark.anyio
+
+TEXT = "您的验证码是：1234。请不要把验证码泄露给其他人。"
+CASES = [("asyncio", "httpx"), ("trio", "httpx"), ("asyncio", "aiohttp")]
+
+
+@pytest.fixture(params=CASES, ids=lambda c: f"{c[1]}-{c[0]}")
+def case(request: pytest.FixtureRequest) -> tuple[str, str]:
+    return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def anyio_backend(case: tuple[str, str]) -> str:
+    return case[0]
+
+
+@pytest.fixture
+def backend(case: tuple[str, str]) -> str:
+    return case[1]
+
+
+async def test_sequential_sends_reuse_one_connection(backend: str) -> None:
+    with LoopbackServer(ok_answer()) as server:
+        client = IhuyiClient("APIID", "KEY", base_url=server.url, backend=backend, limiter=None)  # type: ignore[arg-type]
+        async with client:
+            for i in range(5):
+                sent = await client.send(f"1380013800{i}", TEXT)
+                assert sent.smsid == "16842079209571524017"
+        assert client.is_closed
+    assert len(server.requests) == 5
+    assert server.connections == 1
+    assert b"KEY" not in b"".join(server.requests)  # dynamic signing: the key never travels
+
+
+async def test_server_closing_after_read_is_unknown_with_one_request(backend: str) -> None:
+    with LoopbackServer(close_after_read) as server:
+        async with IhuyiClient("APIID", "KEY", base_url=server.url, backend=backend, limiter=None) as client:  # type: ignore[arg-type]
+            with pytest.raises(ih.DeliveryUnknownError) as info:
+                await client.send("13800138000", TEXT)
+    assert info.value.reason in {"disconnected", "read_failed"}
+    assert len(server.requests) == 1
+
+
+async def test_refused_connection_is_not_sent(backend: str) -> None:
+    async with IhuyiClient("APIID", "KEY", base_url=refused_url(), backend=backend, limiter=None,  # type: ignore[arg-type]
+                           retry=RetryPolicy(max_attempts=2, backoff=0)) as client:
+        with pytest.raises(ih.TransportError) as info:
+            await client.send("13800138000", TEXT)
+    assert info.value.sent is False
+    assert not isinstance(info.value, ih.DeliveryUnknownError)
+
+
+async def test_oversized_answer_is_unknown(backend: str) -> None:
+    with LoopbackServer(ok_answer(b"{" + b" " * 200_000 + b"}")) as server:
+        async with IhuyiClient("APIID", "KEY", base_url=server.url, backend=backend, limiter=None) as client:  # type: ignore[arg-type]
+            with pytest.raises(ih.DeliveryUnknownError) as info:
+                await client.send("13800138000", TEXT)
+    assert info.value.reason == "oversized"
+
+
+def test_aiohttp_backend_is_asyncio_only() -> None:
+    import trio
+
+    async def main() -> None:
+        async with IhuyiClient("APIID", "KEY", base_url=refused_url(), backend="aiohttp", limiter=None) as client:
+            await client.send("13800138000", TEXT)
+
+    with pytest.raises(RuntimeError, match="asyncio only"):
+        trio.run(main)
