@@ -1,11 +1,13 @@
 """Loopback servers for the push tests: FastAPI under uvicorn, and aiohttp.
 
-Both bind 127.0.0.1 on port 0 and run as tasks of the test's event loop; startup
-is awaited with a bound, shutdown is awaited before the test ends.
+Both bind 127.0.0.1 on port 0 and run as tasks of the test's event loop. Startup
+needs no wait (the socket listens before uvicorn starts: early connections queue
+in its backlog); shutdown is awaited before the test ends.
 """
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
@@ -16,8 +18,6 @@ from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse
 
 from ihuyi_async.pushes import PushReceiver, aiohttp_app
-
-STARTUP_TIMEOUT = 10.0
 
 ServeFactory = Callable[[PushReceiver], AbstractAsyncContextManager[str]]
 
@@ -37,16 +37,23 @@ async def serve_asgi(app: FastAPI) -> AsyncIterator[str]:
         proxy_headers=False,  # the receiver judges X-Forwarded-For itself
     )
     server = uvicorn.Server(config)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(server.serve)
-        with anyio.fail_after(STARTUP_TIMEOUT):
-            while not server.started:  # bounded by fail_after
-                await anyio.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        try:
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            server.should_exit = True
+    # Bind and listen before uvicorn starts: connections queue in the backlog,
+    # so no readiness polling is needed.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(1024)
+    sock.setblocking(False)
+    port = sock.getsockname()[1]
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(server.serve, [sock])
+            try:
+                yield f"http://127.0.0.1:{port}"
+            finally:
+                server.should_exit = True
+    finally:
+        sock.close()
 
 
 @asynccontextmanager
