@@ -75,14 +75,9 @@ from .._validation import (
     render_template,
     validate_content,
 )
+from ..pushes import receipt_form, reply_form, template_review_form
 from ._faults import Fault, FaultPlan
-from ._pushes import (
-    PushRecord,
-    post_with_retries,
-    receipt_form,
-    reply_form,
-    template_review_form,
-)
+from ._pushes import PushRecord, post_with_retries
 
 __all__ = [
     "CHINA_TZ",
@@ -299,8 +294,9 @@ class Emulator:
     :param accounts: APIID -> APIKEY.
     :param balance: messages left, for every account (an ``int``) or per account.
     :param clock: the emulator's time (signature window, limits, smsids, record
-        times). Default: a :class:`~ihuyi_async.FakeClock` started at the real time,
-        which only moves when the test moves it.
+        times). Default: a :class:`~ihuyi_async.FakeClock` started at the real time
+        with ``auto_advance=True``: it moves when a test moves it or when something
+        sleeps on it (a client sharing it waits its limiter's turn instantly).
     :param time_window: seconds the dynamic password's ``time`` may differ from now (40501).
     :param strict_templates: full-content sends must match an approved template (4072).
     :param limits: the per-number limits; ``True`` for the provider's, ``False`` for none.
@@ -347,7 +343,9 @@ class Emulator:
         for account, api_key in accounts.items():
             start = balance if isinstance(balance, int) else int(balance.get(account, 0))
             self._accounts[account] = _Account(api_key, key_digest(api_key), start)
-        self.clock: Clock = clock if clock is not None else FakeClock(_time.time())
+        self.clock: Clock = (
+            clock if clock is not None else FakeClock(_time.time(), auto_advance=True)
+        )
         self.time_window = float(time_window)
         self.strict_templates = strict_templates
         if limits is True:
@@ -538,7 +536,9 @@ class Emulator:
             template.reason = reason
             url = self.template_url or self.receipt_url
             if url is not None:
-                form = template_review_form(template_id=template_id, approved=approved, msg=reason)
+                form = template_review_form(
+                    template_id=template_id, code=2 if approved else 0, msg=reason
+                )
                 self._outbox.append(PushRecord(kind="template", url=url, form=form))
         self._wake()
 
@@ -574,7 +574,9 @@ class Emulator:
             PushRecord(
                 kind="receipt",
                 url=url,
-                form=receipt_form(smsid=m.smsid, mobile=m.mobile, code=code, msg=msg, at=now),
+                form=receipt_form(
+                    smsid=m.smsid, mobile=m.mobile, code=code, msg=msg, report_time=now
+                ),
             )
             for m in targets
         ]
@@ -596,7 +598,9 @@ class Emulator:
         record = PushRecord(
             kind="reply",
             url=url,
-            form=reply_form(mobile=number, content=content, smsid=smsid, at=self._now_dt()),
+            form=reply_form(
+                mobile=number, content=content, smsid=smsid, reply_time=self._now_dt()
+            ),
         )
         return (await self._post_all([record]))[0]
 
@@ -866,7 +870,9 @@ class Emulator:
         )
         self._messages.append(message)
         if self.auto_receipts and self.receipt_url is not None:
-            form = receipt_form(smsid=smsid, mobile=mobile, code=2, msg="DELIVRD", at=message.time)
+            form = receipt_form(
+                smsid=smsid, mobile=mobile, code=2, msg="DELIVRD", report_time=message.time
+            )
             self._outbox.append(PushRecord(kind="receipt", url=self.receipt_url, form=form))
             for waker in self._wakers:
                 waker.wake()

@@ -53,8 +53,9 @@ class Fault:
 def latency(seconds: float) -> Fault:
     """Answer normally, ``seconds`` later (slept on the emulator's clock).
 
-    With the emulator's default :class:`~ihuyi_async.FakeClock` the answer comes when
-    the test advances the clock past the delay (or at once with ``auto_advance=True``).
+    With the emulator's default clock (a :class:`~ihuyi_async.FakeClock` with
+    ``auto_advance=True``) the answer comes at once and the clock moves by ``seconds``;
+    with ``auto_advance=False`` it comes when the test advances the clock past the delay.
     """
     if seconds < 0:
         raise ValueError("latency takes a non-negative number of seconds")

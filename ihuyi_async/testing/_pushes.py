@@ -1,62 +1,32 @@
-"""The emulator's side of the provider's pushes: the forms and a poster that retries as the provider does.
+"""The emulator's side of the provider's pushes: records, and a poster that retries as the provider does.
 
-Owns :class:`PushRecord` (what the emulator pushed and how it went), the form
-builders for receipts, replies and template reviews, and :func:`post_with_retries`.
-The provider POSTs form fields to the customer's URL and counts anything but the
-literal body ``success`` (surrounding whitespace ignored) as a failure; it then
-retries at most 3 times, waiting 60, 120 and 180 seconds (*unverified*, so every
-number here is a parameter). The emulator multiplies those waits by its
-``time_scale``; :attr:`PushRecord.waits` keeps the provider's unscaled waits.
+Owns :class:`PushRecord` (what the emulator pushed and how it went) and
+:func:`post_with_retries`. The forms come from :mod:`ihuyi_async.pushes`
+(:func:`~ihuyi_async.pushes.receipt_form`, :func:`~ihuyi_async.pushes.reply_form`,
+:func:`~ihuyi_async.pushes.template_review_form`) and each POST goes through
+:func:`~ihuyi_async.pushes.post_push`, so the emulator sends exactly what the
+library's own receiver is tested against.
 
-A private poster: ``ihuyi_async.pushes`` had no shared one when this was written.
+The provider counts anything but HTTP 200 with the literal body ``success`` as a
+failure and retries at most 3 times, waiting 60, 120 and 180 seconds
+(*unverified*, so every number here is a parameter). The emulator multiplies
+those waits by its ``time_scale``; :attr:`PushRecord.waits` keeps the provider's
+unscaled waits so tests can check them without waiting.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 from dataclasses import dataclass, field
 from typing import Literal
 
 import anyio
 import httpx
 
-__all__ = [
-    "PushKind",
-    "PushRecord",
-    "post_with_retries",
-    "receipt_form",
-    "reply_form",
-    "template_review_form",
-]
+from ..pushes import post_push
+
+__all__ = ["PushKind", "PushRecord", "post_with_retries"]
 
 PushKind = Literal["receipt", "reply", "template"]
-_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
-
-
-def receipt_form(*, smsid: str, mobile: str, code: int, msg: str, at: _dt.datetime) -> dict[str, str]:
-    """A delivery receipt as the provider posts it (``report_time`` in China time)."""
-    return {
-        "code": str(code),
-        "msg": msg,
-        "mobilephone": mobile,
-        "smsid": smsid,
-        "report_time": at.strftime(_TIME_FORMAT),
-    }
-
-
-def reply_form(*, mobile: str, content: str, smsid: str, at: _dt.datetime) -> dict[str, str]:
-    """An upstream reply (a recipient answered) as the provider posts it."""
-    return {
-        "mobilephone": mobile,
-        "content": content,
-        "smsid": smsid,
-        "reply_time": at.strftime(_TIME_FORMAT),
-    }
-
-
-def template_review_form(*, template_id: int, approved: bool, msg: str) -> dict[str, str]:
-    """A template review result (``code`` 2 approved, 0 rejected; fields unverified)."""
-    return {"code": "2" if approved else "0", "msg": msg, "templateid": str(template_id)}
 
 
 @dataclass(slots=True, kw_only=True)
@@ -89,7 +59,7 @@ async def post_with_retries(
     step: float = 60.0,
     time_scale: float = 1.0,
 ) -> PushRecord:
-    """POST ``record.form`` to ``record.url`` until the receiver answers ``success``.
+    """POST ``record.form`` to ``record.url`` until the receiver acknowledges it.
 
     The n-th retry waits ``n * step`` seconds times ``time_scale``. Network errors
     count as failed attempts; cancellation passes through.
@@ -101,13 +71,12 @@ async def post_with_retries(
             await anyio.sleep(wait * time_scale)
         record.attempts += 1
         try:
-            response = await client.post(record.url, data=record.form)
+            answer = await post_push(client, record.form, url=record.url)
         except httpx.HTTPError as exc:
             record.outcomes.append(type(exc).__name__)
             continue
-        text = response.text.strip()
-        record.outcomes.append(f"{response.status_code} {text[:40]}".strip())
-        if response.status_code == 200 and text == "success":
+        record.outcomes.append(f"{answer.status_code} {answer.body[:40]}".strip())
+        if answer.acknowledged:
             record.delivered = True
             break
     return record
