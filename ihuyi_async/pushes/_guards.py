@@ -175,7 +175,7 @@ class Guards:
                 charset = value.strip().strip('"').lower() or "utf-8"
         try:
             name = codecs.lookup(charset).name
-            b"".decode(name)  # refuses bytes-to-bytes codecs such as base64
+            "".encode(name)  # refuses codecs that are not text encodings (base64, rot13)
         except LookupError:
             return None
         return name
