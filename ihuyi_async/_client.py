@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote_plus
@@ -296,10 +296,15 @@ class IhuyiClient:
         :raises DeliveryUnknownError: it may have been sent; do not blindly resend.
         """
         self._enter()
+        return await self._send_text(mobile, content, kind, None)
+
+    async def _send_text(
+        self, mobile: str, content: str, kind: str | None, on_wire: Callable[[], None] | None
+    ) -> SendResult:
         number = normalize_mobile(mobile)
         validate_content(content, max_length=self._flavour.max_content, mobile=number)
         segments = count_segments(content, self._signature)
-        return await self._submit(number, content, content, segments, kind, None)
+        return await self._submit(number, content, content, segments, kind, None, on_wire)
 
     async def send_template(
         self,
@@ -315,6 +320,16 @@ class IhuyiClient:
         :raises ValueError: no variables, an empty one, or one containing ``|``.
         """
         self._enter()
+        return await self._send_template(mobile, template_id, variables, kind, None)
+
+    async def _send_template(
+        self,
+        mobile: str,
+        template_id: int,
+        variables: Sequence[str | int],
+        kind: str | None,
+        on_wire: Callable[[], None] | None,
+    ) -> SendResult:
         if not self._flavour.templates:
             raise UnsupportedOperationError(
                 "the legacy flavour has no template mode: use IhuyiClient(flavour='json') "
@@ -330,7 +345,9 @@ class IhuyiClient:
         if template is not None:
             text = render_template(template, wire.split("|"))
             segments = count_segments(text, self._signature)
-        return await self._submit(number, wire, f"#{template_id}:{wire}", segments, kind, template_id)
+        return await self._submit(
+            number, wire, f"#{template_id}:{wire}", segments, kind, template_id, on_wire
+        )
 
     async def balance(self) -> Balance:
         """Messages left on the account (GetNum; retried on transient failures)."""
@@ -427,6 +444,7 @@ class IhuyiClient:
         segments: int | None,
         kind: str | None,
         template_id: int | None,
+        on_wire: Callable[[], None] | None = None,
     ) -> SendResult:
         limiter = self._limiter
         reservation = (
@@ -448,6 +466,8 @@ class IhuyiClient:
         debug = logger.isEnabledFor(logging.DEBUG)
         if debug:
             logger.debug("submit to %s (%s segments)", mask_mobile(number), segments)
+        if on_wire is not None:
+            on_wire()  # e.g. the batch journal's "pending" entry, flushed before the request
         try:
             status, data = await self._post_once(self._submit_url, body, number, wire, sent_at)
         except TransportError:
