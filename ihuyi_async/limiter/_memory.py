@@ -262,9 +262,9 @@ class _Table:
                     s[slot] = empty
             elif alg == _FIXED:
                 idx = (now + offset) // period
-                if s[slot] == idx:
-                    s[slot + 1] = max(s[slot + 1], limit)  # type: ignore[call-overload]
-                elif s[slot] < idx:  # type: ignore[operator]
+                if s[slot] >= idx:  # type: ignore[operator]
+                    s[slot + 1] += limit  # type: ignore[operator]
+                else:
                     s[slot] = idx
                     s[slot + 1] = limit
             else:

@@ -80,7 +80,8 @@ class Store(abc.ABC):
       held: a window's count in the window of ``send_at``; a bucket's turn only when
       no later reservation stacked behind it (their turns never move);
     - :meth:`fill` makes the given rules refuse from ``now``: a bucket is emptied, a
-      window is counted full;
+      fixed window gets ``limit`` more sends in the window of ``now``, a rolling window
+      ``limit`` sends at ``now`` — added, so refunds of earlier grants never reopen it;
     - :meth:`peek` returns the earliest time a reservation would be granted without
       waiting; it changes nothing.
     """

@@ -5,8 +5,9 @@
 -- ARGV[2..] six per rule, as in acquire.lua (the rules the provider's code names)
 --
 -- A bucket is emptied (next turn one period after now, per token); a fixed window
--- is counted full for the window holding now; a rolling window gets `limit` sends
--- at now (full for one period).
+-- gets `limit` more sends in the window holding now; a rolling window gets `limit`
+-- sends at now (full for one period). Adding (rather than setting) keeps the rule
+-- full even if every reservation already counted is refunded later.
 local now
 if ARGV[1] == '' then
   local t = redis.call('TIME')
@@ -33,9 +34,9 @@ for i = 1, n do
     local idx = math.floor((now + offset) / period)
     local v = redis.call('HMGET', k, field .. ':w', field .. ':n')
     local w = tonumber(v[1]) or -1
-    if w == idx then
-      if (tonumber(v[2]) or 0) < limit then redis.call('HSET', k, field .. ':n', limit) end
-    elseif w < idx then
+    if w >= idx then
+      redis.call('HINCRBY', k, field .. ':n', limit)
+    else
       redis.call('HSET', k, field .. ':w', string.format('%.0f', idx), field .. ':n', limit)
     end
     until_ = (math.max(w, idx) + 1) * period - offset
