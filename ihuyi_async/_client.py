@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote_plus
@@ -29,6 +29,7 @@ from ._exceptions import (
     TransportError,
     UnsupportedOperationError,
 )
+from ._journal import Journal
 from ._models import CST, Balance, SendResult, TemplateResult
 from ._parsing import parse_balance, parse_submit, parse_template
 from ._redact import content_digest, mask_mobile
@@ -44,6 +45,7 @@ from ._validation import (
 )
 
 if TYPE_CHECKING:
+    from ._batch import Message, Outcome, ProgressHook
     from .limiter import Limiter
 
 __all__ = ["IhuyiClient"]
@@ -347,6 +349,47 @@ class IhuyiClient:
             segments = count_segments(text, self._signature)
         return await self._submit(
             number, wire, f"#{template_id}:{wire}", segments, kind, template_id, on_wire
+        )
+
+    def send_many(
+        self,
+        messages: Iterable[Message | Mapping[str, Any]] | AsyncIterable[Message | Mapping[str, Any]],
+        *,
+        concurrency: int = 50,
+        on_progress: ProgressHook | None = None,
+        journal: str | os.PathLike[str] | Journal | None = None,
+    ) -> AsyncIterator[Outcome]:
+        """Send many messages, yielding one :class:`Outcome` per message as each completes.
+
+        The input is consumed lazily (a generator of millions is never materialised);
+        at most ``concurrency`` sends run at once over the shared pool. One message's
+        failure never stops the others: each outcome carries its result or its typed
+        error. Messages to the same number wait their turn (they do not fail on the
+        per-second rule); quotas still refuse. Cancelling the iteration stops promptly
+        and sends nothing new; waiting sends give their limiter slot back.
+
+        With ``journal=path`` every outcome (and a "pending" mark right before each
+        request) is appended to a JSON-lines file and flushed; a rerun with the same
+        journal skips messages already accepted or of unknown outcome (reported as
+        ``already_accepted`` / ``already_unknown``), so a crashed run resumes without
+        double sends. Messages are keyed by ``id`` (else by input position).
+
+        If you may stop iterating early, close the iterator deterministically::
+
+            async with contextlib.aclosing(client.send_many(msgs)) as outcomes:
+                async for outcome in outcomes: ...
+
+        :param messages: :class:`Message` objects or dicts with the keys ``mobile``,
+            ``content`` or ``template_id`` + ``variables``, ``id``, ``kind`` (others go
+            to ``metadata``).
+        :param on_progress: called (sync or async) with a :class:`BatchProgress` after
+            every outcome.
+        """
+        from ._batch import send_many
+
+        path_or_journal = journal if journal is None or isinstance(journal, Journal) else str(journal)
+        return send_many(
+            self, messages, concurrency=concurrency, on_progress=on_progress, journal=path_or_journal
         )
 
     async def balance(self) -> Balance:

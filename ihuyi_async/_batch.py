@@ -1,0 +1,304 @@
+"""Batch sending: lazy input, bounded concurrency, one outcome per message, a resumable journal.
+
+``IhuyiClient.send_many`` is implemented here. The input (any iterable or async
+iterable of :class:`Message` or dicts) is consumed lazily: at most
+``concurrency`` messages are in flight and at most ``concurrency`` finished
+outcomes wait for the consumer, so memory does not grow with the input.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import anyio
+from anyio.streams.memory import MemoryObjectSendStream as ObjectSendStream
+
+from ._exceptions import (
+    ApiError,
+    DeliveryUnknownError,
+    IhuyiError,
+    LocalRateLimitError,
+    TransportError,
+)
+from ._journal import Journal
+from ._models import SendResult
+from ._redact import content_digest, mask_mobile
+
+if TYPE_CHECKING:
+    from ._client import IhuyiClient
+
+__all__ = ["BatchProgress", "Message", "Outcome", "OutcomeStatus", "send_many"]
+
+OutcomeStatus = Literal[
+    "accepted",          # code 2 with an smsid
+    "rejected",          # the provider answered another code
+    "refused",           # our limiter refused it (a quota is used up)
+    "invalid",           # local validation or a malformed message: nothing sent
+    "not_sent",          # the connection failed before the request left
+    "unknown",           # it may have been sent: reconcile, never resend blindly
+    "already_accepted",  # skipped: the journal says an earlier run got it accepted
+    "already_unknown",   # skipped: an earlier run left its outcome unknown
+]
+
+_MESSAGE_KEYS = frozenset({"mobile", "content", "id", "kind", "template_id", "variables"})
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One message of a batch: full text (``content``) or a template with ``variables``.
+
+    :ivar id: your key for it; with a journal, what a rerun recognises it by
+        (without one, its position in the input).
+    :ivar metadata: anything else you want back on the outcome.
+    """
+
+    mobile: str
+    content: str | None = None
+    id: str | None = field(default=None, kw_only=True)
+    kind: str | None = field(default=None, kw_only=True)
+    template_id: int | None = field(default=None, kw_only=True)
+    variables: tuple[str, ...] | None = field(default=None, kw_only=True)
+    metadata: Mapping[str, Any] | None = field(default=None, kw_only=True, compare=False)
+
+    def __repr__(self) -> str:
+        return (
+            f"Message(mobile={mask_mobile(self.mobile)!r}, id={self.id!r}, "
+            f"template_id={self.template_id!r}, kind={self.kind!r})"
+        )
+
+    @classmethod
+    def from_any(cls, item: Message | Mapping[str, Any]) -> Message:
+        """A :class:`Message` from a message or a dict (unknown keys go to ``metadata``).
+
+        :raises TypeError: neither a message nor a mapping, or a field of the wrong type.
+        :raises ValueError: no mobile, or neither content nor template.
+        """
+        if isinstance(item, Message):
+            return item
+        if not isinstance(item, Mapping):
+            raise TypeError(f"a message must be a Message or a dict, not {type(item).__name__}")
+        mobile = item.get("mobile")
+        if mobile is None or mobile == "":
+            raise ValueError("message has no mobile")
+        if isinstance(mobile, int) and not isinstance(mobile, bool):
+            mobile = str(mobile)
+        if not isinstance(mobile, str):
+            raise TypeError(f"mobile must be a str, not {type(mobile).__name__}")
+        variables = item.get("variables")
+        if variables is not None:
+            if isinstance(variables, str):
+                variables = variables.split("|")
+            variables = tuple(str(v) for v in variables)
+        template_id = item.get("template_id")
+        if template_id not in (None, ""):
+            template_id = int(template_id)
+        else:
+            template_id = None
+        raw_id = item.get("id")
+        extra = {k: v for k, v in item.items() if k not in _MESSAGE_KEYS}
+        return cls(
+            mobile,
+            item.get("content") or None,
+            id=None if raw_id in (None, "") else str(raw_id),
+            kind=item.get("kind") or None,
+            template_id=template_id,
+            variables=variables,
+            metadata=extra or None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one message.
+
+    :ivar index: its position in the input (0-based).
+    :ivar message: the message (a :class:`Message`, or what was given if it was malformed).
+    :ivar status: see :data:`OutcomeStatus`.
+    :ivar result: the :class:`SendResult` when accepted in this run, else ``None``.
+    :ivar error: the typed error, else ``None``.
+    :ivar smsid: the provider's id when accepted (this run or, for skips, an earlier one).
+    """
+
+    index: int
+    message: Message | Any
+    status: OutcomeStatus
+    result: SendResult | None = None
+    error: BaseException | None = None
+    smsid: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Accepted, in this run or an earlier one."""
+        return self.status in ("accepted", "already_accepted")
+
+    @property
+    def skipped(self) -> bool:
+        return self.status in ("already_accepted", "already_unknown")
+
+
+@dataclass(slots=True)
+class BatchProgress:
+    """Running counts of a batch, passed to ``on_progress`` after every outcome."""
+
+    started_at: float
+    done: int = 0
+    in_flight: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started_at
+
+    @property
+    def rate(self) -> float:
+        """Outcomes per second so far."""
+        elapsed = self.elapsed
+        return self.done / elapsed if elapsed > 0 else 0.0
+
+
+ProgressHook = Callable[[BatchProgress], Awaitable[None] | None]
+
+
+def _status_of(exc: BaseException) -> OutcomeStatus:
+    if isinstance(exc, DeliveryUnknownError):
+        return "unknown"
+    if isinstance(exc, LocalRateLimitError):
+        return "refused"
+    if isinstance(exc, ApiError):
+        return "invalid" if exc.local else "rejected"
+    if isinstance(exc, TransportError):
+        return "not_sent"
+    return "invalid"
+
+
+async def _iterate(messages: Iterable[Any] | AsyncIterable[Any]) -> AsyncIterator[Any]:
+    if isinstance(messages, AsyncIterable):
+        async for item in messages:
+            yield item
+    else:
+        for item in messages:
+            yield item
+
+
+async def send_many(
+    client: IhuyiClient,
+    messages: Iterable[Message | Mapping[str, Any]] | AsyncIterable[Message | Mapping[str, Any]],
+    *,
+    concurrency: int = 50,
+    on_progress: ProgressHook | None = None,
+    journal: str | Journal | None = None,
+) -> AsyncIterator[Outcome]:
+    """See :meth:`IhuyiClient.send_many`."""
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise ValueError(f"concurrency must be a positive int, not {concurrency!r}")
+    client._enter()
+    book = journal if isinstance(journal, Journal) or journal is None else Journal(journal)
+    progress = BatchProgress(started_at=time.monotonic())
+    send_stream, receive_stream = anyio.create_memory_object_stream[Outcome](concurrency)
+    clock = client.limiter.clock if client.limiter is not None else None
+
+    async def one(index: int, item: Any, out: ObjectSendStream[Outcome]) -> None:
+        async with out:
+            try:
+                outcome = await _send_one(client, index, item, book, clock)
+            finally:
+                progress.in_flight -= 1
+            await out.send(outcome)
+
+    async def produce(out: ObjectSendStream[Outcome]) -> None:
+        slots = anyio.Semaphore(concurrency)
+        async with out, anyio.create_task_group() as tg:
+            index = 0
+            async for item in _iterate(messages):
+                await slots.acquire()
+                progress.in_flight += 1
+
+                async def run(i: int = index, it: Any = item) -> None:
+                    try:
+                        await one(i, it, out.clone())
+                    finally:
+                        slots.release()
+
+                tg.start_soon(run)
+                index += 1
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(produce, send_stream)
+            async with receive_stream:
+                async for outcome in receive_stream:
+                    progress.done += 1
+                    progress.counts[outcome.status] = progress.counts.get(outcome.status, 0) + 1
+                    if on_progress is not None:
+                        maybe = on_progress(progress)
+                        if inspect.isawaitable(maybe):
+                            await maybe
+                    yield outcome
+    finally:
+        if book is not None:
+            book.close()
+
+
+async def _send_one(
+    client: IhuyiClient, index: int, item: Any, book: Journal | None, clock: Any
+) -> Outcome:
+    try:
+        message = Message.from_any(item)
+    except (TypeError, ValueError) as exc:
+        if book is not None:
+            book.write(f"#{index}", "invalid", reason=str(exc)[:200])
+        return Outcome(index, item, "invalid", error=exc)
+    key = message.id if message.id is not None else f"#{index}"
+    if book is not None:
+        previous = book.previous(key)
+        if previous is not None and previous.status == "accepted":
+            return Outcome(index, message, "already_accepted", smsid=previous.smsid)
+        if previous is not None and previous.status in ("unknown", "pending"):
+            return Outcome(index, message, "already_unknown")
+
+    def on_wire() -> None:
+        if book is not None:
+            book.write(
+                key,
+                "pending",
+                mobile=mask_mobile(message.mobile),
+                digest=content_digest(message.content or "|".join(message.variables or ())),
+            )
+
+    while True:
+        try:
+            if message.template_id is not None:
+                result = await client._send_template(
+                    message.mobile, message.template_id, message.variables or (), message.kind, on_wire
+                )
+            elif message.content is None:
+                raise ValueError("message has neither content nor template_id")
+            else:
+                result = await client._send_text(message.mobile, message.content, message.kind, on_wire)
+        except LocalRateLimitError as exc:
+            # The per-second bucket: wait the turn instead of failing (the batch paces).
+            if exc.code == 4080 and exc.retry_after is not None and clock is not None:
+                await clock.sleep(exc.retry_after)
+                continue
+            return _finish(book, key, index, message, exc)
+        except (IhuyiError, TypeError, ValueError) as exc:
+            return _finish(book, key, index, message, exc)
+        if book is not None:
+            book.write(key, "accepted", smsid=result.smsid)
+        return Outcome(index, message, "accepted", result=result, smsid=result.smsid)
+
+
+def _finish(book: Journal | None, key: str, index: int, message: Message, exc: Exception) -> Outcome:
+    status = _status_of(exc)
+    if book is not None:
+        book.write(
+            key,
+            status,
+            code=getattr(exc, "code", None),
+            reason=getattr(exc, "reason", None) or type(exc).__name__,
+        )
+    return Outcome(index, message, status, error=exc)
