@@ -10,11 +10,20 @@ from __future__ import annotations
 
 import inspect
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    Awaitable,
+    Callable,
+    Iterable,
+    Mapping,
+)
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
+from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectSendStream as ObjectSendStream
 
 from ._exceptions import (
@@ -31,7 +40,7 @@ from ._redact import content_digest, mask_mobile
 if TYPE_CHECKING:
     from ._client import IhuyiClient
 
-__all__ = ["BatchProgress", "Message", "Outcome", "OutcomeStatus", "send_many"]
+__all__ = ["BatchProgress", "BatchRun", "Message", "Outcome", "OutcomeStatus", "send_many"]
 
 OutcomeStatus = Literal[
     "accepted",          # code 2 with an smsid
@@ -163,6 +172,37 @@ class BatchProgress:
 ProgressHook = Callable[[BatchProgress], Awaitable[None] | None]
 
 
+class BatchRun:
+    """What ``send_many`` returns: iterate it, or hold it in ``async with`` to stop early safely.
+
+    ``async for outcome in client.send_many(msgs)`` is all a run to completion needs.
+    To stop early (``break``), use the context form, which closes the run in the
+    same task and waits for requests already on the wire::
+
+        async with client.send_many(msgs) as outcomes:
+            async for outcome in outcomes:
+                if enough: break
+    """
+
+    __slots__ = ("_gen",)
+
+    def __init__(self, gen: AsyncGenerator[Outcome, None]) -> None:
+        self._gen = gen
+
+    def __aiter__(self) -> AsyncGenerator[Outcome, None]:
+        return self._gen
+
+    async def __aenter__(self) -> AsyncGenerator[Outcome, None]:
+        return self._gen
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._gen.aclose()
+
+    async def aclose(self) -> None:
+        """Stop the run: nothing new is sent; sends on the wire finish first."""
+        await self._gen.aclose()
+
+
 def _status_of(exc: BaseException) -> OutcomeStatus:
     if isinstance(exc, DeliveryUnknownError):
         return "unknown"
@@ -175,7 +215,7 @@ def _status_of(exc: BaseException) -> OutcomeStatus:
     return "invalid"
 
 
-async def _iterate(messages: Iterable[Any] | AsyncIterable[Any]) -> AsyncIterator[Any]:
+async def _iterate(messages: Iterable[Any] | AsyncIterable[Any]) -> AsyncGenerator[Any, None]:
     if isinstance(messages, AsyncIterable):
         async for item in messages:
             yield item
@@ -184,17 +224,30 @@ async def _iterate(messages: Iterable[Any] | AsyncIterable[Any]) -> AsyncIterato
             yield item
 
 
-async def send_many(
+def send_many(
     client: IhuyiClient,
     messages: Iterable[Message | Mapping[str, Any]] | AsyncIterable[Message | Mapping[str, Any]],
     *,
     concurrency: int = 50,
     on_progress: ProgressHook | None = None,
     journal: str | Journal | None = None,
-) -> AsyncIterator[Outcome]:
+) -> BatchRun:
     """See :meth:`IhuyiClient.send_many`."""
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise ValueError(f"concurrency must be a positive int, not {concurrency!r}")
+    return BatchRun(
+        _run(client, messages, concurrency=concurrency, on_progress=on_progress, journal=journal)
+    )
+
+
+async def _run(
+    client: IhuyiClient,
+    messages: Iterable[Message | Mapping[str, Any]] | AsyncIterable[Message | Mapping[str, Any]],
+    *,
+    concurrency: int = 50,
+    on_progress: ProgressHook | None = None,
+    journal: str | Journal | None = None,
+) -> AsyncGenerator[Outcome, None]:
     client._enter()
     book = journal if isinstance(journal, Journal) or journal is None else Journal(journal)
     progress = BatchProgress(started_at=time.monotonic())
@@ -207,28 +260,36 @@ async def send_many(
                 outcome = await _send_one(client, index, item, book, clock)
             finally:
                 progress.in_flight -= 1
-            await out.send(outcome)
+                slots.release()
+            try:
+                await out.send(outcome)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                pass  # the consumer stopped early: the journal still has it
 
-    async def produce(out: ObjectSendStream[Outcome]) -> None:
-        slots = anyio.Semaphore(concurrency)
-        async with out, anyio.create_task_group() as tg:
+    async def produce(tg: TaskGroup, out: ObjectSendStream[Outcome]) -> None:
+        async with out, aclosing(_iterate(messages)) as source:
             index = 0
-            async for item in _iterate(messages):
-                await slots.acquire()
+            while True:
+                await slots.acquire()  # a free slot before pulling the next input
+                try:
+                    item = await source.__anext__()
+                except StopAsyncIteration:
+                    slots.release()
+                    return
                 progress.in_flight += 1
-
-                async def run(i: int = index, it: Any = item) -> None:
-                    try:
-                        await one(i, it, out.clone())
-                    finally:
-                        slots.release()
-
-                tg.start_soon(run)
+                tg.start_soon(one, index, item, out.clone())
                 index += 1
 
+    slots = anyio.Semaphore(concurrency)
     try:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(produce, send_stream)
+            producer = anyio.CancelScope()
+
+            async def produce_until_stopped() -> None:
+                with producer:
+                    await produce(tg, send_stream)
+
+            tg.start_soon(produce_until_stopped)
             async with receive_stream:
                 async for outcome in receive_stream:
                     progress.done += 1
@@ -237,7 +298,12 @@ async def send_many(
                         maybe = on_progress(progress)
                         if inspect.isawaitable(maybe):
                             await maybe
-                    yield outcome
+                    try:
+                        yield outcome
+                    except GeneratorExit:
+                        # Closed early: pull nothing more, let sends on the wire finish.
+                        producer.cancel()
+                        break
     finally:
         if book is not None:
             book.close()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote_plus
@@ -45,7 +45,7 @@ from ._validation import (
 )
 
 if TYPE_CHECKING:
-    from ._batch import Message, Outcome, ProgressHook
+    from ._batch import BatchRun, Message, ProgressHook
     from .limiter import Limiter
 
 __all__ = ["IhuyiClient"]
@@ -358,7 +358,7 @@ class IhuyiClient:
         concurrency: int = 50,
         on_progress: ProgressHook | None = None,
         journal: str | os.PathLike[str] | Journal | None = None,
-    ) -> AsyncIterator[Outcome]:
+    ) -> BatchRun:
         """Send many messages, yielding one :class:`Outcome` per message as each completes.
 
         The input is consumed lazily (a generator of millions is never materialised);
@@ -374,9 +374,10 @@ class IhuyiClient:
         ``already_accepted`` / ``already_unknown``), so a crashed run resumes without
         double sends. Messages are keyed by ``id`` (else by input position).
 
-        If you may stop iterating early, close the iterator deterministically::
+        If you may stop iterating early, use the context form, which closes the run
+        in your task and lets requests already on the wire finish::
 
-            async with contextlib.aclosing(client.send_many(msgs)) as outcomes:
+            async with client.send_many(msgs) as outcomes:
                 async for outcome in outcomes: ...
 
         :param messages: :class:`Message` objects or dicts with the keys ``mobile``,

@@ -1,0 +1,213 @@
+"""send_many: one outcome per message, bounded concurrency, lazy input, pacing, cancellation, journal."""
+
+from __future__ import annotations
+
+import json
+import tracemalloc
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import anyio.lowlevel
+import httpx
+import pytest
+
+import ihuyi_async as ih
+from ihuyi_async import FakeClock, IhuyiClient
+from ihuyi_async._batch import Message
+from ihuyi_async.limiter import Limiter
+from ihuyi_async.testing import Emulator, faults
+
+pytestmark = pytest.mark.anyio
+NOW = 1767240000.0
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def emulator_client(emulator: Emulator, **kw: object) -> IhuyiClient:
+    return IhuyiClient("APIID", "APIKEY", transport=emulator.transport, clock=emulator.clock, **kw)  # type: ignore[arg-type]
+
+
+async def test_one_outcome_per_message_mixed_input() -> None:
+    emulator = Emulator(accounts={"APIID": "APIKEY"}, balance=100)
+    inputs: list[object] = [
+        Message("13800000001", "您的订单已发货", id="a", metadata={"order": 1}),
+        {"mobile": "13800000002", "content": "hello", "id": "b", "order": 2},
+        {"mobile": "12345", "content": "bad number", "id": "c"},
+        {"content": "no mobile", "id": "d"},
+        "not a message",
+        {"mobile": "13800000003", "content": "emoji 😀", "id": "e"},
+        {"mobile": "13800000004", "id": "f"},
+    ]
+    async with emulator_client(emulator) as client:
+        outcomes = [o async for o in client.send_many(inputs, concurrency=3)]
+    assert sorted(o.index for o in outcomes) == list(range(len(inputs)))
+    by_index = {o.index: o for o in outcomes}
+    assert by_index[0].ok and by_index[0].message.metadata == {"order": 1}
+    assert by_index[0].smsid == by_index[0].result.smsid  # type: ignore[union-attr]
+    assert by_index[1].ok and by_index[1].message.metadata == {"order": 2}
+    assert by_index[2].status == "invalid" and isinstance(by_index[2].error, ih.InvalidRequestError)
+    assert by_index[3].status == "invalid" and isinstance(by_index[3].error, ValueError)
+    assert by_index[4].status == "invalid" and isinstance(by_index[4].error, TypeError)
+    assert by_index[5].status == "invalid" and isinstance(by_index[5].error, ih.ContentRejectedError)
+    assert by_index[6].status == "invalid" and isinstance(by_index[6].error, ValueError)
+    assert len(emulator.messages) == 2
+
+
+async def test_concurrency_bound_and_lazy_input() -> None:
+    in_flight = 0
+    peak = 0
+    pulled = 0
+    yielded = 0
+
+    class Slow(httpx.AsyncBaseTransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            nonlocal in_flight, peak
+            in_flight += 1
+            peak = max(peak, in_flight)
+            await anyio.lowlevel.checkpoint()
+            await anyio.lowlevel.checkpoint()
+            in_flight -= 1
+            return httpx.Response(200, json={"code": 2, "smsid": "16842079209571524017"})
+
+    def source() -> Iterator[dict[str, str]]:
+        nonlocal pulled
+        for i in range(10_000):
+            pulled += 1
+            # the generator is never more than concurrency + buffer ahead of the consumer
+            assert pulled - yielded <= 2 * 8 + 2, (pulled, yielded)
+            yield {"mobile": f"139{i:08d}", "content": "x"}
+
+    async with IhuyiClient("APIID", "KEY", transport=Slow(), limiter=None) as client:
+        async with client.send_many(source(), concurrency=8) as outcomes:
+            async for outcome in outcomes:
+                yielded += 1
+                assert outcome.ok
+                if yielded == 500:
+                    break
+    assert peak <= 8 and pulled < 600
+
+
+async def test_repeated_numbers_are_paced_not_failed() -> None:
+    clock = FakeClock(NOW)  # moved by hand: one second whenever every task is blocked
+    emulator = Emulator(accounts={"APIID": "APIKEY"}, balance=100, clock=clock)
+    msgs = [{"mobile": "13800138000", "content": f"通知{i}"} for i in range(5)]
+    outcomes = []
+
+    async def drive(stop: anyio.Event) -> None:
+        while not stop.is_set():
+            await anyio.wait_all_tasks_blocked()
+            clock.advance(1.0)
+
+    async with emulator_client(emulator, limiter=Limiter(clock=clock, max_wait=1.5)) as client:
+        async with anyio.create_task_group() as tg:
+            stop = anyio.Event()
+            tg.start_soon(drive, stop)
+            outcomes = [o async for o in client.send_many(msgs, concurrency=5)]
+            stop.set()
+    assert [o.status for o in outcomes] == ["accepted"] * 5  # waited (max_wait 1.5 s < 4 s of backlog)
+    times = sorted(m.time.timestamp() for m in emulator.messages)
+    assert all(b - a >= 1 for a, b in zip(times, times[1:], strict=False))
+
+
+async def test_daily_quota_refusal_is_an_outcome() -> None:
+    emulator = Emulator(accounts={"APIID": "APIKEY"}, balance=100, limits=False)
+    msgs = [{"mobile": "13800138000", "content": f"通知{i}"} for i in range(7)]
+    async with emulator_client(emulator) as client:
+        statuses = sorted([o.status async for o in client.send_many(msgs, concurrency=7)])
+    assert statuses == ["accepted"] * 5 + ["refused"] * 2
+    assert len(emulator.messages) == 5
+
+
+async def test_cancelling_stops_promptly_and_leaves_limiter_exact() -> None:
+    clock = FakeClock(NOW, auto_advance=False)
+    limiter = Limiter(clock=clock, max_wait=60)
+    requests = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal requests
+        requests += 1
+        return httpx.Response(200, json={"code": 2, "smsid": "16842079209571524017"})
+
+    # 20 messages to 2 numbers: after the first two, every send waits for its turn.
+    msgs = ({"mobile": f"1380013800{i % 2}", "content": f"m{i}"} for i in range(20))
+    got = []
+    async with IhuyiClient("APIID", "KEY", transport=httpx.MockTransport(handler), clock=clock, limiter=limiter) as client:
+        with anyio.move_on_after(1):
+            async with client.send_many(msgs, concurrency=10) as outcomes:
+                async for outcome in outcomes:
+                    got.append(outcome)
+                    if len(got) == 2:
+                        break
+    stats = limiter.statistics()
+    assert requests == 2 and len(got) == 2
+    assert stats.waiting == 0
+    assert stats.acquired - stats.refunded == requests  # slots held == requests made
+
+
+async def test_progress_hook() -> None:
+    emulator = Emulator(accounts={"APIID": "APIKEY"}, balance=100)
+    seen: list[tuple[int, dict[str, int]]] = []
+
+    async with emulator_client(emulator) as client:
+        async for _ in client.send_many(
+            [{"mobile": f"1380000000{i}", "content": "x"} for i in range(5)] + [{"mobile": "1", "content": "x"}],
+            on_progress=lambda p: seen.append((p.done, dict(p.counts))),
+        ):
+            pass
+    assert seen[-1] == (6, {"accepted": 5, "invalid": 1})
+
+
+async def test_journal_skips_accepted_and_unknown_on_rerun(tmp_path: Path) -> None:
+    emulator = Emulator(accounts={"APIID": "APIKEY"}, balance=100)
+    journal = tmp_path / "run.jsonl"
+    msgs = [{"mobile": f"1380000000{i}", "content": f"m{i}", "id": f"m{i}"} for i in range(6)]
+    emulator.fail_next(faults.garbage(), method="Submit")
+    async with emulator_client(emulator) as client:
+        first = {o.message.id: o.status async for o in client.send_many(msgs, concurrency=1, journal=journal)}
+    assert sorted(first.values()) == ["accepted"] * 5 + ["unknown"]
+    lines = [json.loads(x) for x in journal.read_text().splitlines()]
+    assert {x["status"] for x in lines} == {"pending", "accepted", "unknown"}
+    assert all("13800000" not in json.dumps(x) for x in lines)  # numbers masked
+    async with emulator_client(emulator) as client:
+        second = {o.message.id: o.status async for o in client.send_many(msgs, journal=journal)}
+    assert sorted(second.values()) == ["already_accepted"] * 5 + ["already_unknown"]
+    assert len(emulator.messages) == 5  # nothing sent twice (the garbage answer's message was accepted or not: never resent)
+
+
+async def test_journal_pending_entry_means_unknown(tmp_path: Path) -> None:
+    journal = tmp_path / "run.jsonl"
+    journal.write_text('{"id": "x", "status": "pending"}\n{"id": "y", "status": "rejected", "code": 4051}\n{"id": "z", "sta')
+    emulator = Emulator(accounts={"APIID": "APIKEY"}, balance=100)
+    msgs = [{"mobile": f"1380000000{i}", "content": "m", "id": k} for i, k in enumerate("xyz")]
+    async with emulator_client(emulator) as client:
+        got = {o.message.id: o.status async for o in client.send_many(msgs, journal=journal)}
+    assert got == {"x": "already_unknown", "y": "accepted", "z": "accepted"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_100k_messages_one_outcome_each_and_flat_memory() -> None:
+    async def run(n: int) -> tuple[int, int]:
+        emulator = Emulator(accounts={"APIID": "APIKEY"}, balance=10**9, limits=False)
+        msgs = ({"mobile": f"13{i:09d}", "content": "您的订单已发货"} for i in range(n))
+        seen = 0
+        tracemalloc.start()
+        try:
+            async with emulator_client(emulator) as client:
+                async for outcome in client.send_many(msgs, concurrency=50):
+                    assert outcome.ok, outcome
+                    seen += 1
+                    if seen % 2000 == 0:
+                        emulator.reset()  # the emulator's own log is not the client's memory
+            return seen, tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    n_small, peak_small = await run(10_000)
+    n_big, peak_big = await run(100_000)
+    assert (n_small, n_big) == (10_000, 100_000)
+    assert peak_big < 2 * peak_small, (peak_small, peak_big)
