@@ -1,0 +1,1 @@
+"""Benchmarks of ihuyi-async: ``python -m benchmarks [--quick]`` (see :mod:`benchmarks.run`)."""

@@ -1,0 +1,208 @@
+"""The clients the send benchmark compares, each doing one Submit per call.
+
+Every client POSTs the same form (account, dynamic password, mobile, content,
+time, format=json) to the same URL and decodes the JSON answer, except:
+
+* ``raw streams`` writes one prebuilt request per message on its own keep-alive
+  connection: the floor, showing the fake server is not the bottleneck;
+* ``vendor demo`` follows the provider's Python demo: synchronous
+  :mod:`http.client`, a new connection per message, ``urlencode`` of the plain key.
+
+An async client is ``async def make(url) -> (send, close)``; a threaded client is
+``def make(url) -> send`` (called from N threads at once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import http.client
+import itertools
+import json
+import time
+import urllib.parse
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+ACCOUNT = "APIID"
+API_KEY = "APIKEY"
+CONTENT = "您的验证码是：1234。请不要把验证码泄露给其他人。"
+SUBMIT_PATH = "/webservice/sms.php?method=Submit"
+
+_numbers = itertools.count(1)
+
+AsyncSend = Callable[[], Awaitable[None]]
+AsyncClose = Callable[[], Awaitable[None]]
+AsyncMake = Callable[[str], Awaitable[tuple[AsyncSend, AsyncClose]]]
+SyncMake = Callable[[str], Callable[[], None]]
+
+
+def next_number() -> str:
+    """A fresh mainland number per message, so no limiter rule ever waits or refuses."""
+    return f"13{next(_numbers) % 10**9:09d}"
+
+
+def _form(mobile: str) -> dict[str, str]:
+    ts = str(int(time.time()))
+    password = hashlib.md5(
+        f"{ACCOUNT}{API_KEY}{mobile}{CONTENT}{ts}".encode(), usedforsecurity=False
+    ).hexdigest()
+    return {
+        "account": ACCOUNT,
+        "password": password,
+        "mobile": mobile,
+        "content": CONTENT,
+        "time": ts,
+        "format": "json",
+    }
+
+
+def _check(answer: Any) -> None:
+    if answer.get("code") != 2 or not answer.get("smsid"):
+        raise RuntimeError(f"unexpected answer {answer!r}")
+
+
+# ------------------------------------------------------------------ ihuyi-async
+
+
+def make_ours(backend: str) -> AsyncMake:
+    async def make(base_url: str) -> tuple[AsyncSend, AsyncClose]:
+        from ihuyi_async import IhuyiClient
+
+        client = IhuyiClient(ACCOUNT, API_KEY, base_url=base_url, backend=backend)  # type: ignore[arg-type]
+        await client.__aenter__()
+        send_ = client.send
+
+        async def send() -> None:
+            await send_(next_number(), CONTENT)
+
+        return send, client.aclose
+
+    return make
+
+
+# ------------------------------------------------------------------ raw httpx / aiohttp
+
+
+async def make_raw_httpx(base_url: str) -> tuple[AsyncSend, AsyncClose]:
+    import httpx
+
+    client = httpx.AsyncClient()
+    url = base_url + SUBMIT_PATH
+
+    async def send() -> None:
+        response = await client.post(url, data=_form(next_number()))
+        _check(response.json())
+
+    return send, client.aclose
+
+
+async def make_httpx_aiohttp(base_url: str) -> tuple[AsyncSend, AsyncClose]:
+    from httpx_aiohttp import HttpxAiohttpClient
+
+    client = HttpxAiohttpClient()
+    url = base_url + SUBMIT_PATH
+
+    async def send() -> None:
+        response = await client.post(url, data=_form(next_number()))
+        _check(response.json())
+
+    return send, client.aclose
+
+
+async def make_raw_aiohttp(base_url: str) -> tuple[AsyncSend, AsyncClose]:
+    import aiohttp
+
+    session = aiohttp.ClientSession()
+    url = base_url + SUBMIT_PATH
+
+    async def send() -> None:
+        async with session.post(url, data=_form(next_number())) as response:
+            _check(json.loads(await response.read()))
+
+    return send, session.close
+
+
+async def make_raw_streams(base_url: str) -> tuple[AsyncSend, AsyncClose]:
+    """One keep-alive connection per concurrent caller, a prebuilt request: the floor."""
+    parsed = urllib.parse.urlsplit(base_url)
+    host, port = parsed.hostname or "127.0.0.1", parsed.port or 80
+    body = urllib.parse.urlencode(_form("13800138000")).encode()
+    request = (
+        f"POST {SUBMIT_PATH} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    opened: list[asyncio.StreamWriter] = []
+
+    async def send() -> None:
+        if idle:
+            reader, writer = idle.pop()
+        else:
+            reader, writer = await asyncio.open_connection(host, port)
+            opened.append(writer)
+        writer.write(request)
+        head = await reader.readuntil(b"\r\n\r\n")
+        pos = head.lower().find(b"content-length:")
+        end = head.find(b"\r\n", pos)
+        data = await reader.readexactly(int(head[pos + 15 : end]))
+        _check(json.loads(data))
+        idle.append((reader, writer))
+
+    async def close() -> None:
+        for writer in opened:
+            writer.close()
+
+    return send, close
+
+
+# ------------------------------------------------------------------ the vendor's demo
+
+
+def make_vendor(base_url: str) -> Callable[[], None]:
+    parsed = urllib.parse.urlsplit(base_url)
+    host, port = parsed.hostname or "127.0.0.1", parsed.port or 80
+
+    def send() -> None:
+        params = urllib.parse.urlencode(
+            {
+                "account": ACCOUNT,
+                "password": API_KEY,
+                "content": CONTENT,
+                "mobile": next_number(),
+                "format": "json",
+            }
+        )
+        headers = {"Content-type": "application/x-www-form-urlencoded", "Accept": "text/plain"}
+        conn = http.client.HTTPConnection(host, port, timeout=30)
+        conn.request("POST", SUBMIT_PATH, params, headers)
+        response = conn.getresponse()
+        data = response.read()
+        conn.close()
+        _check(json.loads(data))
+
+    return send
+
+
+def available() -> dict[str, tuple[str, Any]]:
+    """Client name -> (kind, maker), for the clients importable here."""
+    clients: dict[str, tuple[str, Any]] = {
+        "ihuyi-async send, backend=httpx": ("async", make_ours("httpx")),
+        "ihuyi-async send, backend=aiohttp": ("async", make_ours("aiohttp")),
+        "raw httpx.AsyncClient (default pool)": ("async", make_raw_httpx),
+        "raw aiohttp.ClientSession": ("async", make_raw_aiohttp),
+        "httpx over httpx-aiohttp transport": ("async", make_httpx_aiohttp),
+        "vendor demo (http.client, new connection, N threads)": ("thread", make_vendor),
+        "raw asyncio streams (floor)": ("async", make_raw_streams),
+    }
+    for module, name in (
+        ("aiohttp", "ihuyi-async send, backend=aiohttp"),
+        ("aiohttp", "raw aiohttp.ClientSession"),
+        ("httpx_aiohttp", "httpx over httpx-aiohttp transport"),
+    ):
+        try:
+            __import__(module)
+        except ImportError:
+            clients.pop(name, None)
+    return clients
