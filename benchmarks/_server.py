@@ -47,7 +47,7 @@ def _make_handler(latency: float, serial: itertools.count[int]) -> object:
                 if latency:
                     await sleep(latency)
                 body = (
-                    '{"code":2,"msg":"提交成功","smsid":"%020d"}' % (10**19 + next(serial))
+                    f'{{"code":2,"msg":"提交成功","smsid":"{10**19 + next(serial):020d}"}}'
                 ).encode()
                 head_out = _HEAD.format(
                     length=len(body), connection="Connection: close\r\n" if close else ""

@@ -196,13 +196,13 @@ def available() -> dict[str, tuple[str, Any]]:
         "vendor demo (http.client, new connection, N threads)": ("thread", make_vendor),
         "raw asyncio streams (floor)": ("async", make_raw_streams),
     }
+    import importlib.util
+
     for module, name in (
         ("aiohttp", "ihuyi-async send, backend=aiohttp"),
         ("aiohttp", "raw aiohttp.ClientSession"),
         ("httpx_aiohttp", "httpx over httpx-aiohttp transport"),
     ):
-        try:
-            __import__(module)
-        except ImportError:
+        if importlib.util.find_spec(module) is None:
             clients.pop(name, None)
     return clients

@@ -365,7 +365,7 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append((memory or {}).get("note", "Not run."))
     limiter_md = RESULTS / "limiter.md"
     if limiter_md.exists():
-        lines += ["", "## Limiter", "", f"See [limiter.md](limiter.md) (`python -m benchmarks.limiter`)."]
+        lines += ["", "## Limiter", "", "See [limiter.md](limiter.md) (`python -m benchmarks.limiter`)."]
     return "\n".join(lines) + "\n"
 
 
@@ -401,7 +401,9 @@ def main(argv: list[str] | None = None) -> None:
     if not args.no_memory:
         from benchmarks import memory as _memory
 
-        memory = _memory.run_all(quick=args.quick)
+        memory = _memory.run_all(
+            quick=args.quick, sizes=_memory.QUICK_SIZES if args.quick else _memory.FULL_SIZES
+        )
 
     report = {
         "generated": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
