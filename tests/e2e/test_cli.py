@@ -1,0 +1,116 @@
+"""The ihuyi-async command line, through its entry point, against the emulator on loopback."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ihuyi_async._cli import app
+from ihuyi_async.testing import Emulator, EmulatorServer
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def server() -> Iterator[EmulatorServer]:
+    emulator = Emulator(accounts={"APIID": "APIKEY"}, balance=100, limits=False)
+    with EmulatorServer(emulator) as srv:
+        yield srv
+
+
+def cli(*args: str, url: str | None = None) -> tuple[int, str]:
+    extra = ["--account", "APIID", "--api-key", "APIKEY", "--base-url", url] if url else []
+    result = runner.invoke(app, [*args, *extra])
+    return result.exit_code, result.output
+
+
+def test_explain() -> None:
+    code, out = cli("explain", "4082")
+    assert code == 0 and "UTC+8" in out and "RateLimitedError" in out
+    code, out = cli("explain", "4030", "--json")
+    assert code == 0 and json.loads(out)["permanent_for_recipient"] is True
+
+
+def test_send_balance_template(server: EmulatorServer) -> None:
+    code, out = cli("send", "13800138000", "您的订单已发货", "--json", url=server.url)
+    assert code == 0 and len(json.loads(out)["smsid"]) == 20
+    code, out = cli("balance", "--json", url=server.url)
+    assert code == 0 and json.loads(out)["num"] == 99
+    code, out = cli("template", "add", "您的验证码是：【变量】。", "--json", url=server.url)
+    assert code == 0 and json.loads(out)["template_id"] > 0
+    code, out = cli("send", "12345", "x", "--json", url=server.url)
+    assert code == 1 and json.loads(out)["code"] == 406
+    assert len(server.emulator.messages) == 1
+
+
+def test_credentials_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("IHUYI_ACCOUNT", raising=False)
+    monkeypatch.delenv("IHUYI_API_KEY", raising=False)
+    code, out = cli("balance")
+    assert code == 2 and "IHUYI_ACCOUNT" in out
+
+
+def write_csv(path: Path, rows: list[dict[str, str]]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["mobile", "content", "id"])
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def test_batch_csv_with_bad_rows_failed_csv_and_rerun(server: EmulatorServer, tmp_path: Path) -> None:
+    src = tmp_path / "in.csv"
+    write_csv(src, [
+        {"mobile": "13800000001", "content": "订单1已发货", "id": "1"},
+        {"mobile": "12345", "content": "bad number", "id": "2"},
+        {"mobile": "13800000003", "content": "", "id": "3"},
+        {"mobile": "13800000004", "content": "订单4已发货", "id": "4"},
+    ])
+    code, out = cli("batch", str(src), "--dry-run", "--json")
+    data = json.loads(out)
+    assert code == 1 and data["valid"] == 2 and [r["line"] for r in data["invalid_rows"]] == [3, 4]
+    assert server.emulator.messages == []  # dry run sends nothing
+
+    journal = tmp_path / "j.jsonl"
+    code, out = cli("batch", str(src), "--json", "--journal", str(journal), url=server.url)
+    summary = json.loads(out)
+    assert code == 1 and summary["counts"] == {"accepted": 2, "invalid": 2}
+    assert sorted(r["line"] for r in summary["failed"]) == [3, 4]
+    failed_csv = Path(summary["failed_csv"])
+    rows = list(csv.DictReader(failed_csv.read_text(encoding="utf-8").splitlines()))
+    assert sorted(r["line"] for r in rows) == ["3", "4"]
+    assert {r["mobile"] for r in rows} == {"12345", "13800000003"}
+    assert len(server.emulator.messages) == 2
+
+    # a rerun with the journal sends nothing twice
+    code, out = cli("batch", str(src), "--json", "--journal", str(journal), url=server.url)
+    assert json.loads(out)["counts"]["already_accepted"] == 2
+    assert len(server.emulator.messages) == 2
+
+    # the failed CSV, once fixed, can be fed back in
+    write_csv(failed_csv, [{"mobile": "13800000002", "content": "订单2已发货", "id": "2"}])
+    code, out = cli("batch", str(failed_csv), "--json", url=server.url)
+    assert code == 0 and json.loads(out)["counts"] == {"accepted": 1}
+
+
+def test_batch_jsonl_reports_bad_lines(server: EmulatorServer, tmp_path: Path) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"mobile": "13800000001", "content": "hi"}\nnot json\n[1, 2]\n{"mobile": "13800000002", "content": "ho"}\n',
+                   encoding="utf-8")
+    code, out = cli("batch", str(src), "--json", url=server.url)
+    summary = json.loads(out)
+    assert code == 1 and summary["counts"] == {"accepted": 2, "bad_row": 2}
+    assert sorted(r["line"] for r in summary["failed"]) == [2, 3]
+    code, out = cli("batch", str(src), "--json", url=server.url)
+    assert summary["counts"]["accepted"] == 2
+
+
+def test_batch_all_ok_exit_zero_and_progress_table(server: EmulatorServer, tmp_path: Path) -> None:
+    src = tmp_path / "ok.csv"
+    write_csv(src, [{"mobile": f"1380000000{i}", "content": f"订单{i}", "id": str(i)} for i in range(5)])
+    code, out = cli("batch", str(src), url=server.url)
+    assert code == 0 and "batch summary" in out and "accepted" in out
