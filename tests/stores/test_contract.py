@@ -6,6 +6,7 @@ All time is a FakeClock: nothing sleeps for real; Redis receives the clock's tim
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -23,8 +24,8 @@ MOBILE = "13800138000"
 OTHER = "13900139000"
 
 
-def china(*args: int) -> dt.datetime:
-    return dt.datetime(*args, tzinfo=CHINA_TZ)  # type: ignore[misc]
+def china(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> dt.datetime:
+    return dt.datetime(year, month, day, hour, minute, second, tzinfo=CHINA_TZ)
 
 
 async def until(predicate: Callable[[], bool], seconds: float = 10.0) -> None:
@@ -86,7 +87,7 @@ async def test_thousand_concurrent_sends_one_per_second_five_per_day(make_limite
             await anyio.wait_all_tasks_blocked()
             assert len(granted) == second  # not yet: half a second
             clock.advance(0.5)
-            await until(lambda second=second: len(granted) == second + 1)
+            await until(functools.partial(lambda n: len(granted) == n, second + 1))
             assert clock.sleepers == 4 - second
     assert [t for t, _ in granted] == [NOON + i for i in range(5)]
     assert [r.send_at for _, r in granted] == [NOON + i for i in range(5)]
@@ -328,7 +329,7 @@ async def test_cancelled_waiter_refunds_exactly(make_limiter: MakeLimiter) -> No
     async with anyio.create_task_group() as tg:
         for i in (1, 2, 3):  # turns at +1, +2, +3, in the order of the calls
             tg.start_soon(waiter, i)
-            await until(lambda i=i: clock.sleepers == i)
+            await until(functools.partial(lambda n: clock.sleepers == n, i))
         # the last in line leaves: its turn and its day slot come back exactly
         scopes[3].cancel()
         await until(lambda: limiter.statistics().waiting == 2)

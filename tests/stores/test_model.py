@@ -157,7 +157,7 @@ class LimiterMachine(RuleBasedStateMachine):
             self.store: Store = RedisStore(self.client, prefix=self.prefix)
         else:
             self.store = MemoryStore()
-        self.rules = RuleSet(RULES)
+        self.ruleset = RuleSet(RULES)
         self.model = Model()
         self.now = MIDNIGHT - 7200.0
         self.held: list[tuple[Sent, Grant, tuple[int, ...], str]] = []
@@ -185,12 +185,12 @@ class LimiterMachine(RuleBasedStateMachine):
         max_delay=st.sampled_from([0.0, 1.0, 2.5]),
     )
     def send(self, mobile: str, kind: str | None, content: str, max_delay: float) -> None:
-        selected = self.rules.select(kind, bool(content))
+        selected = self.ruleset.select(kind, bool(content))
         digest = content_digest(content) if content else ""
-        got = self.portal.call(self.store.reserve, self.rules, selected, mobile, digest, self.now, max_delay)
+        got = self.portal.call(self.store.reserve, self.ruleset, selected, mobile, digest, self.now, max_delay)
         want = self.model.reserve(mobile, kind, content, self.now, max_delay)
         if isinstance(got, Refusal):
-            assert (self.rules.rules[got.rule].name, got.retry_at) == want
+            assert (self.ruleset.rules[got.rule].name, got.retry_at) == want
         else:
             assert ("granted", got.send_at) == want
             self.held.append((self.model.sent[-1], got, selected, digest))
@@ -200,14 +200,14 @@ class LimiterMachine(RuleBasedStateMachine):
     def refund(self, data: st.DataObject) -> None:
         sent, grant, selected, digest = data.draw(st.sampled_from(self.held))
         if not sent.refunded:
-            self.portal.call(self.store.refund, self.rules, selected, sent.mobile, digest, grant)
+            self.portal.call(self.store.refund, self.ruleset, selected, sent.mobile, digest, grant)
         self.model.refund(sent)
 
     @rule(mobile=st.sampled_from(NUMBERS), code=st.sampled_from([4080, 4082, 4085, 408]), content=st.sampled_from(CONTENTS[1:]))
     def provider_says(self, mobile: str, code: int, content: str) -> None:
-        selected = self.rules.for_code(code, True)
+        selected = self.ruleset.for_code(code, True)
         digest = content_digest(content)
-        self.portal.call(self.store.fill, self.rules, selected, mobile, digest, self.now)
+        self.portal.call(self.store.fill, self.ruleset, selected, mobile, digest, self.now)
         self.model.observe(mobile, code, content, self.now)
 
     @rule(seconds=st.sampled_from(JUMPS))
