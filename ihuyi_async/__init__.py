@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from ._batch import BatchProgress, BatchRun, Message, Outcome
 from ._client import IhuyiClient
 from ._clock import Clock, FakeClock, SystemClock
 from ._codes import CodeInfo, explain, lookup
@@ -25,6 +26,7 @@ from ._exceptions import (
     TransportError,
     UnsupportedOperationError,
 )
+from ._journal import Journal, JournalEntry
 from ._models import Balance, SendResult, TemplateResult
 
 try:
@@ -37,6 +39,8 @@ __all__ = [
     "ApiError",
     "AuthenticationError",
     "Balance",
+    "BatchProgress",
+    "BatchRun",
     "BlacklistedError",
     "Clock",
     "CodeInfo",
@@ -46,8 +50,12 @@ __all__ = [
     "IhuyiClient",
     "IhuyiError",
     "InvalidRequestError",
+    "Journal",
+    "JournalEntry",
     "LimiterUnavailableError",
     "LocalRateLimitError",
+    "Message",
+    "Outcome",
     "ProtocolError",
     "RateLimitedError",
     "RetryPolicy",

@@ -34,7 +34,7 @@ from ._models import CST, Balance, SendResult, TemplateResult
 from ._parsing import parse_balance, parse_submit, parse_template
 from ._redact import content_digest, mask_mobile
 from ._signing import Signer
-from ._transport import HttpxTransport, Transport, WireError
+from ._transport import HttpxTransport, ShardedPoolTransport, Transport, WireError
 from ._validation import (
     TRIAL_TEMPLATE,
     count_segments,
@@ -206,7 +206,8 @@ class IhuyiClient:
             client = httpx.AsyncClient(
                 timeout=timeout_obj,
                 limits=limits_obj,
-                transport=transport,
+                # httpcore's pool costs grow with its size: the same total in pools of ten.
+                transport=transport if transport is not None else ShardedPoolTransport(limits_obj),
                 follow_redirects=False,
                 trust_env=False,
             )
@@ -511,7 +512,12 @@ class IhuyiClient:
         if debug:
             logger.debug("submit to %s (%s segments)", mask_mobile(number), segments)
         if on_wire is not None:
-            on_wire()  # e.g. the batch journal's "pending" entry, flushed before the request
+            try:
+                on_wire()  # e.g. the batch journal's "pending" entry, flushed before the request
+            except BaseException:
+                if reservation is not None:
+                    await reservation.refund()
+                raise
         try:
             status, data = await self._post_once(self._submit_url, body, number, wire, sent_at)
         except TransportError:

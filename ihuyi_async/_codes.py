@@ -19,7 +19,7 @@ from ._exceptions import (
     TemplateError,
 )
 
-__all__ = ["CODES", "CodeInfo", "error_for", "explain", "lookup"]
+__all__ = ["CODES", "CodeInfo", "error_for", "explain", "lookup", "markdown_table"]
 
 SUCCESS = 2
 #: Codes by which the provider says a per-number limit was reached.
@@ -206,3 +206,22 @@ def explain(code: int | str) -> str:
     if info.known:
         lines.append("exception: " + info.exception_class.__name__ + (f" ({', '.join(flags)})" if flags else ""))
     return "\n".join(lines)
+
+
+def markdown_table() -> str:
+    """The registry as a Markdown table (the README's error-handling table is this output)."""
+    rows = [
+        "| code | exception | category | meaning | what to do |",
+        "|---:|---|---|---|---|",
+    ]
+    for code in sorted(CODES):
+        info = CODES[code]
+        name = "—" if code == SUCCESS else info.exception_class.__name__
+        flags = []
+        if info.retryable:
+            flags.append("retryable")
+        if info.permanent_for_recipient:
+            flags.append("permanent for the number")
+        meaning = info.description + (f" ({', '.join(flags)})" if flags else "")
+        rows.append(f"| {code} | {name} | {info.category} | {meaning} | {info.action} |")
+    return "\n".join(rows)

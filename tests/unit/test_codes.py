@@ -53,3 +53,13 @@ def test_explain() -> None:
     text = ih.explain(4082)
     assert "4082" in text and "rate_limit" in text and "UTC+8" in text and "RateLimitedError" in text
     assert "does not know" in ih.explain("99999")
+
+
+def test_readme_error_table_is_generated_from_registry() -> None:
+    from pathlib import Path
+
+    from ihuyi_async._codes import markdown_table
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    block = readme.split("<!-- codes-table -->\n", 1)[1].split("\n<!-- /codes-table -->", 1)[0]
+    assert block == markdown_table()
