@@ -55,6 +55,13 @@ class FakeClock:
     sleeper's deadline at once, so a test of "one message per second" over
     1,000 messages runs in milliseconds.
 
+    Caveat of ``auto_advance``: the jump happens when a task *starts* sleeping, so
+    with several tasks sleeping at once, a task woken early may find the clock
+    already moved on to a later sleeper's deadline. Tests that check the exact
+    time of concurrent waits (e.g. "one message per second" through a batch)
+    should drive the clock themselves: ``advance(1)`` whenever
+    ``anyio.wait_all_tasks_blocked()`` returns.
+
     :param start: initial Unix time (default: 2026-01-01 12:00:00 UTC+8).
     :param auto_advance: jump the clock to a sleeper's deadline instead of waiting.
     """
