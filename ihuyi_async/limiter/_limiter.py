@@ -315,11 +315,32 @@ class Limiter:
         self, mobile: str, *, content: str = "", kind: str | None = None
     ) -> Reservation | None:
         """Like :meth:`acquire` with ``wait=False``, but ``None`` instead of raising a
-        :class:`~ihuyi_async.LocalRateLimitError`."""
-        try:
-            return await self.acquire(mobile, content=content, kind=kind, wait=False)
-        except LocalRateLimitError:
+        :class:`~ihuyi_async.LocalRateLimitError` (and cheaper: no exception is built).
+
+        :raises ~ihuyi_async.LimiterUnavailableError: store unreachable (unless fail-open).
+        """
+        table = self._table
+        if table is None:
+            try:
+                return await self.acquire(mobile, content=content, kind=kind, wait=False)
+            except LocalRateLimitError:
+                return None
+        if type(mobile) is not str:
+            raise TypeError(f"mobile must be a str, got {type(mobile).__name__}")
+        now = self._clock.time()
+        if content and self._content_rules:
+            selected, digest = self._ruleset.select(kind, True), content_digest(content)
+        elif kind is None:
+            selected, digest = self._plain, ""
+        else:
+            selected, digest = self._ruleset.select(kind, False), ""
+        result = table.reserve(selected, mobile, digest, now, 0.0)
+        if result.__class__ is Refusal:
+            self._refused += 1
             return None
+        self._acquired += 1
+        send_at, undo = result  # type: ignore[misc]
+        return Reservation(self, mobile, digest, selected, now, send_at, undo)
 
     async def observe_provider_code(
         self,
