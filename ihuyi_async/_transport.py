@@ -17,13 +17,14 @@ with ``reason="oversized"``.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Protocol
 
 import httpx
 
 from ._exceptions import ProtocolError
 
-__all__ = ["FORM_HEADERS", "HttpxTransport", "Transport", "WireError"]
+__all__ = ["FORM_HEADERS", "HttpxTransport", "ShardedPoolTransport", "Transport", "WireError"]
 
 FORM_HEADERS = {
     "Content-Type": "application/x-www-form-urlencoded; charset=utf-8",
@@ -95,6 +96,93 @@ def map_httpx_error(exc: Exception) -> WireError:
     if isinstance(exc, ConnectionRefusedError):
         return WireError("connect", written=False, detail=type(exc).__name__)
     return WireError("transport_failed", written=True, detail=type(exc).__name__)
+
+
+#: Connections per shard of :class:`ShardedPoolTransport`.
+SHARD_SIZE = 10
+
+
+class _CountedStream(httpx.AsyncByteStream):
+    """A response body that gives its shard's slot back when closed (once)."""
+
+    __slots__ = ("_stream", "_owner", "_index", "_open")
+
+    def __init__(self, stream: httpx.AsyncByteStream, owner: ShardedPoolTransport, index: int) -> None:
+        self._stream = stream
+        self._owner = owner
+        self._index = index
+        self._open = True
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._stream:
+            yield chunk
+
+    async def aclose(self) -> None:
+        if self._open:
+            self._open = False
+            self._owner._active[self._index] -= 1
+        await self._stream.aclose()
+
+
+class ShardedPoolTransport(httpx.AsyncBaseTransport):
+    """httpx's default transport, split into pools of at most :data:`SHARD_SIZE` connections.
+
+    httpcore 1.0's pool does work proportional to connections × idle connections
+    on every request and every response (``_assign_requests_to_connections``, with
+    a socket readability check per idle connection): with 100 pooled connections
+    that dominates a send's cost (see ``benchmarks/``). The same total of
+    connections in pools of ten keeps that cost small. Each request goes to the
+    shard with the fewest requests in flight (the first such, so a lone caller
+    keeps reusing one connection); the limits (connections, keep-alive, expiry)
+    are divided between the shards, so their totals are the configured ones.
+    Timeouts, errors and everything else are httpx's own.
+
+    :param limits: total limits; unlimited connections keep a single pool.
+    """
+
+    __slots__ = ("_pools", "_active")
+
+    def __init__(self, limits: httpx.Limits, *, shard_size: int = SHARD_SIZE) -> None:
+        total = limits.max_connections
+        shards = 1 if total is None or total <= shard_size else -(-total // shard_size)
+        keepalive = limits.max_keepalive_connections
+        self._pools: list[httpx.AsyncHTTPTransport] = []
+        for i in range(shards):
+            size = None if total is None else total // shards + (i < total % shards)
+            keep = None if keepalive is None else keepalive // shards + (i < keepalive % shards)
+            self._pools.append(
+                httpx.AsyncHTTPTransport(
+                    limits=httpx.Limits(
+                        max_connections=size,
+                        max_keepalive_connections=keep,
+                        keepalive_expiry=limits.keepalive_expiry,
+                    ),
+                    trust_env=False,
+                )
+            )
+        self._active = [0] * shards
+
+    @property
+    def shards(self) -> int:
+        return len(self._pools)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        active = self._active
+        index = active.index(min(active)) if len(active) > 1 else 0
+        active[index] += 1
+        try:
+            response = await self._pools[index].handle_async_request(request)
+        except BaseException:
+            active[index] -= 1
+            raise
+        stream = response.stream
+        assert isinstance(stream, httpx.AsyncByteStream)
+        response.stream = _CountedStream(stream, self, index)
+        return response
+
+    async def aclose(self) -> None:
+        for pool in self._pools:
+            await pool.aclose()
 
 
 class HttpxTransport:
