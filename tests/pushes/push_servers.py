@@ -39,7 +39,8 @@ async def serve_asgi(app: FastAPI) -> AsyncIterator[str]:
     server = uvicorn.Server(config)
     # Bind and listen before uvicorn starts: connections queue in the backlog,
     # so no readiness polling is needed.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY on accepted sockets only then
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     sock.listen(1024)
