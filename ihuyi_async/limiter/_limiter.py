@@ -11,7 +11,8 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import math
-from collections.abc import Iterable
+import time as _time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import anyio
@@ -185,7 +186,9 @@ class Limiter:
         "_content_rules",
         "_failed_open",
         "_observed",
+        "_now",
         "_plain",
+        "_plain_reserve",
         "_refunded",
         "_refused",
         "_ruleset",
@@ -222,6 +225,13 @@ class Limiter:
         )
         self._content_rules = any(r.per_content for r in self._ruleset.rules)
         self._plain = self._ruleset.select(None, False)
+        # fast paths: the compiled reserve of the plain selection, the bare time function
+        self._plain_reserve = (
+            self._table.reserver(self._plain) if self._table is not None else None
+        )
+        self._now: Callable[[], float] = (
+            _time.time if type(self._clock) is SystemClock else self._clock.time
+        )
         self._acquired = self._refused = self._refunded = 0
         self._waiting = self._observed = self._failed_open = 0
 
@@ -276,17 +286,18 @@ class Limiter:
         """
         if type(mobile) is not str:
             raise TypeError(f"mobile must be a str, got {type(mobile).__name__}")
-        now = self._clock.time()
+        now = self._now()
         max_delay = self.max_wait if (self.wait if wait is None else wait) else 0.0
-        if content and self._content_rules:
-            selected, digest = self._ruleset.select(kind, True), content_digest(content)
-        elif kind is None:
+        if kind is None and not content:
             selected, digest = self._plain, ""
         else:
-            selected, digest = self._ruleset.select(kind, False), ""
+            selected, digest = self._select(kind, content)
         table = self._table
         if table is not None:
-            result = table.reserve(selected, mobile, digest, now, max_delay)
+            if selected is self._plain:
+                result = self._plain_reserve(mobile, "", now, max_delay)  # type: ignore[misc]
+            else:
+                result = table.reserve(selected, mobile, digest, now, max_delay)
             if result.__class__ is Refusal:
                 self._refused += 1
                 raise self._error(result, mobile)
@@ -327,14 +338,13 @@ class Limiter:
                 return None
         if type(mobile) is not str:
             raise TypeError(f"mobile must be a str, got {type(mobile).__name__}")
-        now = self._clock.time()
-        if content and self._content_rules:
-            selected, digest = self._ruleset.select(kind, True), content_digest(content)
-        elif kind is None:
+        now = self._now()
+        if kind is None and not content:
             selected, digest = self._plain, ""
+            result = self._plain_reserve(mobile, "", now, 0.0)  # type: ignore[misc]
         else:
-            selected, digest = self._ruleset.select(kind, False), ""
-        result = table.reserve(selected, mobile, digest, now, 0.0)
+            selected, digest = self._select(kind, content)
+            result = table.reserve(selected, mobile, digest, now, 0.0)
         if result.__class__ is Refusal:
             self._refused += 1
             return None
@@ -372,7 +382,7 @@ class Limiter:
         if not selected:
             return ()
         digest = content_digest(content) if content else ""
-        now = self._clock.time()
+        now = self._now()
         try:
             await self._store.fill(self._ruleset, selected, mobile, digest, now)
         except LimiterUnavailableError as exc:
@@ -400,7 +410,7 @@ class Limiter:
             which answers "now").
         """
         selected, digest = self._select(kind, content)
-        now = self._clock.time()
+        now = self._now()
         try:
             when = await self._store.peek(self._ruleset, selected, mobile, digest, now)
         except LimiterUnavailableError:

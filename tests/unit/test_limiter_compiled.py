@@ -1,0 +1,54 @@
+"""The generated (compiled) reserve functions agree with the interpreted specification."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ihuyi_async.limiter import Refusal, Rule, RuleSet, provider_rules
+from ihuyi_async.limiter._memory import _Table
+
+RULESETS = [
+    RuleSet(provider_rules()),
+    RuleSet(provider_rules(rolling_day=True)),
+    RuleSet([Rule.token_bucket("tb", capacity=3, per=2.0), Rule.window("w", 2, 10, code=4086, rolling=False)]),
+    RuleSet([*provider_rules(), Rule.token_bucket("v60", per=60, code=4085, kind="verification")]),
+]
+
+steps = st.lists(
+    st.tuples(
+        st.sampled_from(["13800000001", "13800000002", "13800000003"]),
+        st.sampled_from([None, "verification"]),
+        st.sampled_from(["", "a", "b"]),
+        st.sampled_from([0.0, 0.25, 1.0, 30.0, 3600.0, 86400.0]),
+        st.sampled_from([0.0, 1.0, 5.0]),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(which=st.integers(0, len(RULESETS) - 1), script=steps)
+def test_compiled_equals_interpreted(which: int, script: list[tuple[str, str | None, str, float, float]]) -> None:
+    rules = RULESETS[which]
+    compiled, interpreted = _Table(rules), _Table(rules)
+    now = 1767283200.0 - 7200
+    for mobile, kind, content, jump, max_delay in script:
+        now += jump
+        selected = rules.select(kind, bool(content))
+        a = compiled.reserve(selected, mobile, content, now, max_delay)
+        b = interpreted.reserve_interpreted(selected, mobile, content, now, max_delay)
+        if isinstance(a, Refusal) or isinstance(b, Refusal):
+            assert isinstance(a, Refusal) and isinstance(b, Refusal)
+            assert (a.rule, a.retry_at, a.resets_at) == (b.rule, b.retry_at, b.resets_at)
+        else:
+            assert a == b
+        assert compiled.cur == interpreted.cur and compiled.ccur == interpreted.ccur
+        assert compiled.old == interpreted.old
+
+
+def test_generated_source_is_inspectable() -> None:
+    table = _Table(RuleSet(provider_rules()))
+    fn = table.reserver(table.rules.select(None, False))
+    assert fn.__doc__ is not None and "def reserve(mobile, digest, now, max_delay):" in fn.__doc__
+    assert table.reserver(table.rules.select(None, False)) is fn
