@@ -104,11 +104,12 @@ def make_limits(strategy_name: str) -> Acquire:
 
 
 def make_pyrate() -> Acquire:
-    from pyrate_limiter import BucketFactory, Duration, InMemoryBucket, Limiter as PLimiter, Rate, RateItem
+    import pyrate_limiter as pyrate
+    from pyrate_limiter import BucketFactory, Duration, InMemoryBucket, Rate, RateItem
 
     rates = [Rate(1, Duration.SECOND), Rate(5, Duration.DAY)]
 
-    class PerNumber(BucketFactory):  # type: ignore[misc]
+    class PerNumber(BucketFactory):
         """One bucket per number (pyrate's default routes every name to one bucket)."""
 
         def __init__(self) -> None:
@@ -123,7 +124,7 @@ def make_pyrate() -> Acquire:
                 bucket = self.buckets[item.name] = InMemoryBucket(rates)
             return bucket
 
-    limiter = PLimiter(PerNumber())
+    limiter = pyrate.Limiter(PerNumber())
 
     async def acquire(mobile: str) -> bool:
         return bool(limiter.try_acquire(mobile, blocking=False))
@@ -201,8 +202,19 @@ def redis_server(url: str | None) -> Iterator[str]:
         port = sock.getsockname()[1]
     workdir = tempfile.mkdtemp(prefix="ihuyi-bench-redis-")
     proc = subprocess.Popen(
-        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", workdir],
+        [
+            exe,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            workdir,
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -264,9 +276,7 @@ async def bench_redis(url: str, n: int) -> dict[str, dict[str, float]]:
             await acquire(m)
         elapsed = time.perf_counter() - start
         after = await _commandstats(client)
-        trips = sum(
-            after[k] - before.get(k, 0) for k in after if k != "info" and k not in inside
-        )
+        trips = sum(after[k] - before.get(k, 0) for k in after if k != "info" and k not in inside)
         results[name] = {"us_per_acquire": elapsed / n * 1e6, "round_trips_per_acquire": trips / n}
 
     ours = Limiter(RULES, RedisStore(client, prefix="bench:"), wait=False)
@@ -277,11 +287,15 @@ async def bench_redis(url: str, n: int) -> dict[str, dict[str, float]]:
         ("limits (async redis, moving window)", strategies.MovingWindowRateLimiter),
         ("limits (async redis, fixed window)", strategies.FixedWindowRateLimiter),
     ):
-        strategy = cls(storage.RedisStorage(uri, implementation="redispy", key_prefix=label[-13:-7]))
+        strategy = cls(
+            storage.RedisStorage(uri, implementation="redispy", key_prefix=label[-13:-7])
+        )
         per_second, per_day = RateLimitItemPerSecond(1), RateLimitItemPerDay(5)
 
-        async def hit(m: str, strategy: Any = strategy) -> bool:
-            return await strategy.hit(per_second, m) and await strategy.hit(per_day, m)
+        async def hit(
+            m: str, strategy: Any = strategy, per_second: Any = per_second, per_day: Any = per_day
+        ) -> bool:
+            return bool(await strategy.hit(per_second, m) and await strategy.hit(per_day, m))
 
         await measure(label, hit, inside_limits)
     await client.flushdb()
@@ -290,6 +304,13 @@ async def bench_redis(url: str, n: int) -> dict[str, dict[str, float]]:
 
 
 # -- report ---------------------------------------------------------------------------------------
+
+
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
 
 
 def machine() -> dict[str, str]:
@@ -301,14 +322,13 @@ def machine() -> dict[str, str]:
                 break
     except OSError:
         pass
-    versions = {}
-    for dist in ("ihuyi-async", "limits", "pyrate-limiter", "redis"):
-        try:
-            versions[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            versions[dist] = "not installed"
+    versions = {
+        dist: _version(dist) for dist in ("ihuyi-async", "limits", "pyrate-limiter", "redis")
+    }
     try:
-        server = subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout
+        server = subprocess.run(
+            ["redis-server", "--version"], capture_output=True, text=True
+        ).stdout
         versions["redis-server"] = server.split("v=")[1].split()[0]
     except (OSError, IndexError):
         versions["redis-server"] = "unknown"
@@ -344,7 +364,9 @@ def render(report: dict[str, Any]) -> str:
         "|---|---:|---:|",
     ]
     for name, row in report["redis"].items():
-        lines.append(f"| {name} | {row['us_per_acquire']:.1f} | {row['round_trips_per_acquire']:.2f} |")
+        lines.append(
+            f"| {name} | {row['us_per_acquire']:.1f} | {row['round_trips_per_acquire']:.2f} |"
+        )
     lines += ["", "Machine: " + "; ".join(f"{k}: {v}" for k, v in report["machine"].items())]
     return "\n".join(lines) + "\n"
 
@@ -371,12 +393,20 @@ def main() -> None:
             "us_hot": time_per_acquire(make, hot, repeat),
             "bytes_per_number": bytes_per_number(make, distinct),
         }
-        print(f"{name:40s} {memory[name]['us_distinct']:7.2f} µs  {memory[name]['us_hot']:7.2f} µs  "
-              f"{memory[name]['bytes_per_number']:6.0f} B", flush=True)
+        print(
+            f"{name:40s} {memory[name]['us_distinct']:7.2f} µs  {memory[name]['us_hot']:7.2f} µs  "
+            f"{memory[name]['bytes_per_number']:6.0f} B",
+            flush=True,
+        )
     with redis_server(args.redis_url) as url:
         redis_results = asyncio.run(bench_redis(url, redis_n))
     report = {
-        "sizes": {"distinct": distinct_n, "hot_acquires": hot_n, "hot_numbers": hot_numbers, "redis": redis_n},
+        "sizes": {
+            "distinct": distinct_n,
+            "hot_acquires": hot_n,
+            "hot_numbers": hot_numbers,
+            "redis": redis_n,
+        },
         "memory": memory,
         "redis": redis_results,
         "machine": machine(),
@@ -387,7 +417,9 @@ def main() -> None:
     print(text)
     if not args.no_write:
         RESULTS.mkdir(exist_ok=True)
-        (RESULTS / "limiter.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+        (RESULTS / "limiter.json").write_text(
+            json.dumps(report, indent=2, ensure_ascii=False) + "\n"
+        )
         (RESULTS / "limiter.md").write_text(
             "# Limiter benchmark\n\nProduced by `python benchmarks/limiter.py"
             + (" --quick" if args.quick else "")

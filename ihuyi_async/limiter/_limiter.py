@@ -73,7 +73,16 @@ class Reservation:
     :ivar granted_at: Unix time at which the store granted it.
     """
 
-    __slots__ = ("_limiter", "_selected", "_state", "_undo", "digest", "granted_at", "mobile", "send_at")
+    __slots__ = (
+        "_limiter",
+        "_selected",
+        "_state",
+        "_undo",
+        "digest",
+        "granted_at",
+        "mobile",
+        "send_at",
+    )
 
     def __init__(
         self,
@@ -226,9 +235,7 @@ class Limiter:
         self._content_rules = any(r.per_content for r in self._ruleset.rules)
         self._plain = self._ruleset.select(None, False)
         # fast paths: the compiled reserve of the plain selection, the bare time function
-        self._plain_reserve = (
-            self._table.reserver(self._plain) if self._table is not None else None
-        )
+        self._plain_reserve = self._table.reserver(self._plain) if self._table is not None else None
         self._now: Callable[[], float] = (
             _time.time if type(self._clock) is SystemClock else self._clock.time
         )
@@ -482,12 +489,16 @@ class Limiter:
         else:
             grant = Grant(res.send_at, res.granted_at, res._undo)
             try:
-                await self._store.refund(self._ruleset, res._selected, res.mobile, res.digest, grant)
+                await self._store.refund(
+                    self._ruleset, res._selected, res.mobile, res.digest, grant
+                )
             except LimiterUnavailableError as exc:
                 if not self.fail_open:
                     raise
                 logger.warning(
-                    "limiter store unavailable, refund for %s lost: %s", mask_mobile(res.mobile), exc
+                    "limiter store unavailable, refund for %s lost: %s",
+                    mask_mobile(res.mobile),
+                    exc,
                 )
                 return
         self._refunded += 1

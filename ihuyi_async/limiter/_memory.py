@@ -351,7 +351,11 @@ def _compile(table: _Table, selected: tuple[int, ...]) -> _Reserver:
         "ninf": -math.inf,
         "LI": table._last_idx,
     }
-    lines = ["def reserve(mobile, digest, now, max_delay):", "    if now >= T.rotate_at:", "        T.rotate(now)"]
+    lines = [
+        "def reserve(mobile, digest, now, max_delay):",
+        "    if now >= T.rotate_at:",
+        "        T.rotate(now)",
+    ]
     add = lines.append
     buckets = [o for o in ops if o[0] == _BUCKET]
     if has_num:

@@ -86,7 +86,16 @@ class RedisStore(Store):
     .. versionadded:: 0.1.0
     """
 
-    __slots__ = ("_acquire", "_args", "_client", "_errors", "_observe", "_refund", "prefix", "time_source")
+    __slots__ = (
+        "_acquire",
+        "_args",
+        "_client",
+        "_errors",
+        "_observe",
+        "_refund",
+        "prefix",
+        "time_source",
+    )
 
     def __init__(
         self,

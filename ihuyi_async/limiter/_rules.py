@@ -85,7 +85,9 @@ class Rule:
 
     def __post_init__(self) -> None:
         if not self.name or any(c in self.name for c in "{}: \t\r\n"):
-            raise ValueError(f"rule name must be non-empty, without braces, ':' or spaces: {self.name!r}")
+            raise ValueError(
+                f"rule name must be non-empty, without braces, ':' or spaces: {self.name!r}"
+            )
         if self.algorithm not in ("token_bucket", "fixed_window", "rolling_window"):
             raise ValueError(f"unknown algorithm {self.algorithm!r}")
         if isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 1:
@@ -236,12 +238,18 @@ def provider_rules(
         )
     if identical_per_minute is not None:
         rules.append(
-            Rule.window("identical_per_minute", identical_per_minute, 60.0, code=408, per_content=True)
+            Rule.window(
+                "identical_per_minute", identical_per_minute, 60.0, code=408, per_content=True
+            )
         )
     if identical_per_day is not None:
         rules.append(
             Rule.per_day(
-                "identical_per_day", identical_per_day, code=408, per_content=True, rolling=rolling_day
+                "identical_per_day",
+                identical_per_day,
+                code=408,
+                per_content=True,
+                rolling=rolling_day,
             )
         )
     return tuple(rules)
@@ -274,9 +282,7 @@ class RuleSet:
         names = [r.name for r in items]
         if len(set(names)) != len(names):
             raise ValueError(f"rule names must be unique: {names}")
-        self.rules: tuple[Rule, ...] = tuple(
-            sorted(items, key=lambda r: _ALG_ORDER[r.algorithm])
-        )
+        self.rules: tuple[Rule, ...] = tuple(sorted(items, key=lambda r: _ALG_ORDER[r.algorithm]))
         self.horizon: float = max(
             (r.limit * r.period if r.algorithm == "token_bucket" else r.period for r in items),
             default=0.0,

@@ -22,7 +22,9 @@ from ihuyi_async.limiter import Limiter, RedisStore
 async def main(url: str, prefix: str, mobile: str, start: float, n: int) -> None:
     pool = redis.BlockingConnectionPool.from_url(url, max_connections=16, timeout=30)
     client = redis.Redis(connection_pool=pool)
-    limiter = Limiter(store=RedisStore(client, prefix=prefix), clock=FakeClock(start, auto_advance=True))
+    limiter = Limiter(
+        store=RedisStore(client, prefix=prefix), clock=FakeClock(start, auto_advance=True)
+    )
     granted: list[float] = []
     codes: list[int] = []
 

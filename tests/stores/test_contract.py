@@ -24,7 +24,9 @@ MOBILE = "13800138000"
 OTHER = "13900139000"
 
 
-def china(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> dt.datetime:
+def china(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0
+) -> dt.datetime:
     return dt.datetime(year, month, day, hour, minute, second, tzinfo=CHINA_TZ)
 
 
@@ -63,7 +65,9 @@ def host_tz(request: pytest.FixtureRequest) -> Iterator[str]:
 # -- 1 per second, 5 per day ---------------------------------------------------------------
 
 
-async def test_thousand_concurrent_sends_one_per_second_five_per_day(make_limiter: MakeLimiter) -> None:
+async def test_thousand_concurrent_sends_one_per_second_five_per_day(
+    make_limiter: MakeLimiter,
+) -> None:
     clock = FakeClock(NOON)
     limiter = make_limiter(clock=clock)
     granted: list[tuple[float, Reservation]] = []
@@ -141,7 +145,9 @@ async def test_turns_beyond_max_wait_are_refused_at_once(make_limiter: MakeLimit
 
 async def test_burst_capacity(make_limiter: MakeLimiter) -> None:
     clock = FakeClock(NOON)
-    limiter = make_limiter([Rule.token_bucket("burst", capacity=3, per=2.0)], clock=clock, wait=False)
+    limiter = make_limiter(
+        [Rule.token_bucket("burst", capacity=3, per=2.0)], clock=clock, wait=False
+    )
     for _ in range(3):
         await limiter.acquire(MOBILE)
     assert (await refused(limiter)).retry_after == 2.0
@@ -184,7 +190,9 @@ async def test_rolling_day_option(make_limiter: MakeLimiter) -> None:
     await limiter.acquire(MOBILE)
 
 
-async def test_a_send_waiting_across_midnight_counts_in_the_new_day(make_limiter: MakeLimiter) -> None:
+async def test_a_send_waiting_across_midnight_counts_in_the_new_day(
+    make_limiter: MakeLimiter,
+) -> None:
     clock = FakeClock(MIDNIGHT - 3.5, auto_advance=True)
     limiter = make_limiter(clock=clock)
     sends = [(await limiter.acquire(MOBILE)).send_at for _ in range(4)]
@@ -214,7 +222,10 @@ async def test_verification_quota(make_limiter: MakeLimiter) -> None:
 
 async def test_verification_60s_rule_as_the_provider_recommends(make_limiter: MakeLimiter) -> None:
     clock = FakeClock(NOON)
-    rules = [*provider_rules(), Rule.token_bucket("verify_60s", per=60, code=4085, kind="verification")]
+    rules = [
+        *provider_rules(),
+        Rule.token_bucket("verify_60s", per=60, code=4085, kind="verification"),
+    ]
     limiter = make_limiter(rules, clock=clock, wait=True)
     await limiter.acquire(MOBILE, kind="verification")
     exc = await refused(limiter, kind="verification")  # a 60 s turn is beyond max_wait

@@ -60,8 +60,12 @@ class Model:
 
     sent: list[Sent] = field(default_factory=list)
     turns: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
-    fills: list[tuple[str, str, int, str]] = field(default_factory=list)  # mobile, rule, window, content
-    minute_fills: list[tuple[str, float, str]] = field(default_factory=list)  # mobile, time, content
+    fills: list[tuple[str, str, int, str]] = field(
+        default_factory=list
+    )  # mobile, rule, window, content
+    minute_fills: list[tuple[str, float, str]] = field(
+        default_factory=list
+    )  # mobile, time, content
     last_window: dict[tuple[str, str, str], int] = field(default_factory=dict)
 
     def _count(self, mobile: str, rule: str, window: int, content: str) -> int:
@@ -76,12 +80,18 @@ class Model:
 
         limit = {"per_day": 4, "verification_per_day": 2, "identical_per_day": 3}[rule]
         filled = sum(
-            limit for f in self.fills if f[:3] == (mobile, rule, window) and (f[3] == content or rule != "identical_per_day")
+            limit
+            for f in self.fills
+            if f[:3] == (mobile, rule, window) and (f[3] == content or rule != "identical_per_day")
         )
         return sum(map(counts, self.sent)) + filled
 
     def _minute_log(self, mobile: str, content: str) -> list[float]:
-        log = [s.turn for s in self.sent if not s.refunded and s.mobile == mobile and s.content == content]
+        log = [
+            s.turn
+            for s in self.sent
+            if not s.refunded and s.mobile == mobile and s.content == content
+        ]
         log += [t for m, t, c in self.minute_fills if (m, c) == (mobile, content) for _ in range(2)]
         return sorted(log)
 
@@ -114,7 +124,9 @@ class Model:
         self.sent.append(Sent(mobile, turn, kind == "verification", content))
         turns.append(turn)
         for name in ("per_day", "verification_per_day", "identical_per_day"):
-            self.last_window[(mobile, name, content if name == "identical_per_day" else "")] = day(turn)
+            self.last_window[(mobile, name, content if name == "identical_per_day" else "")] = day(
+                turn
+            )
         return ("granted", turn)
 
     def refund(self, s: Sent) -> None:
@@ -131,7 +143,11 @@ class Model:
             if not turns or now > turns[-1]:
                 turns.append(now)
             return
-        names = {4082: ["per_day"], 4085: ["verification_per_day"], 408: ["identical_per_day", "identical_per_minute"]}[code]
+        names = {
+            4082: ["per_day"],
+            4085: ["verification_per_day"],
+            408: ["identical_per_day", "identical_per_minute"],
+        }[code]
         for name in names:
             if name == "identical_per_minute":  # as if 2 identical sends went now
                 self.minute_fills.append((mobile, now, content))
@@ -139,7 +155,9 @@ class Model:
             key = (mobile, name, content if name == "identical_per_day" else "")
             window = max(day(now), self.last_window.get(key, day(now)))
             self.last_window[key] = window
-            self.fills.append((mobile, name, window, content if name == "identical_per_day" else ""))
+            self.fills.append(
+                (mobile, name, window, content if name == "identical_per_day" else "")
+            )
 
 
 class LimiterMachine(RuleBasedStateMachine):
@@ -187,7 +205,9 @@ class LimiterMachine(RuleBasedStateMachine):
     def send(self, mobile: str, kind: str | None, content: str, max_delay: float) -> None:
         selected = self.ruleset.select(kind, bool(content))
         digest = content_digest(content) if content else ""
-        got = self.portal.call(self.store.reserve, self.ruleset, selected, mobile, digest, self.now, max_delay)
+        got = self.portal.call(
+            self.store.reserve, self.ruleset, selected, mobile, digest, self.now, max_delay
+        )
         want = self.model.reserve(mobile, kind, content, self.now, max_delay)
         if isinstance(got, Refusal):
             assert (self.ruleset.rules[got.rule].name, got.retry_at) == want
@@ -203,7 +223,11 @@ class LimiterMachine(RuleBasedStateMachine):
             self.portal.call(self.store.refund, self.ruleset, selected, sent.mobile, digest, grant)
         self.model.refund(sent)
 
-    @rule(mobile=st.sampled_from(NUMBERS), code=st.sampled_from([4080, 4082, 4085, 408]), content=st.sampled_from(CONTENTS[1:]))
+    @rule(
+        mobile=st.sampled_from(NUMBERS),
+        code=st.sampled_from([4080, 4082, 4085, 408]),
+        content=st.sampled_from(CONTENTS[1:]),
+    )
     def provider_says(self, mobile: str, code: int, content: str) -> None:
         selected = self.ruleset.for_code(code, True)
         digest = content_digest(content)

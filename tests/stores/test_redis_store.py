@@ -82,7 +82,9 @@ async def test_one_round_trip_per_acquire_and_refund(private_redis_url: str) -> 
 async def test_script_reloaded_after_flush(private_redis_url: str) -> None:
     client = redis.Redis.from_url(private_redis_url)
     try:
-        limiter = Limiter(store=RedisStore(client, prefix="flush:"), clock=FakeClock(NOON), wait=False)
+        limiter = Limiter(
+            store=RedisStore(client, prefix="flush:"), clock=FakeClock(NOON), wait=False
+        )
         await limiter.acquire("13000000001")
         await client.script_flush()
         await limiter.acquire("13000000002")
@@ -108,11 +110,18 @@ async def test_keys_hash_tag_ttl_and_no_raw_content(redis_client: Any, redis_pre
     for key in keys:
         ttl = await redis_client.pttl(key)
         assert 0 < ttl <= 86400 * 1000 + 1000  # every key expires, within a day
-        dump = json.dumps({k.decode(): v.decode() for k, v in (await redis_client.hgetall(key)).items()})
+        dump = json.dumps(
+            {k.decode(): v.decode() for k, v in (await redis_client.hgetall(key)).items()}
+        )
         assert "1234" not in dump and "验证码" not in dump
     number = await redis_client.hgetall(keys[0])
-    assert set(number) == {b"per_second", b"per_day:w", b"per_day:n", b"verification_per_day:w",
-                           b"verification_per_day:n"}
+    assert set(number) == {
+        b"per_second",
+        b"per_day:w",
+        b"per_day:n",
+        b"verification_per_day:w",
+        b"verification_per_day:n",
+    }
 
 
 async def test_lua_scripts_ship_inside_the_package() -> None:

@@ -11,7 +11,12 @@ from ihuyi_async.limiter._memory import _Table
 RULESETS = [
     RuleSet(provider_rules()),
     RuleSet(provider_rules(rolling_day=True)),
-    RuleSet([Rule.token_bucket("tb", capacity=3, per=2.0), Rule.window("w", 2, 10, code=4086, rolling=False)]),
+    RuleSet(
+        [
+            Rule.token_bucket("tb", capacity=3, per=2.0),
+            Rule.window("w", 2, 10, code=4086, rolling=False),
+        ]
+    ),
     RuleSet([*provider_rules(), Rule.token_bucket("v60", per=60, code=4085, kind="verification")]),
 ]
 
@@ -29,7 +34,9 @@ steps = st.lists(
 
 @settings(max_examples=60, deadline=None)
 @given(which=st.integers(0, len(RULESETS) - 1), script=steps)
-def test_compiled_equals_interpreted(which: int, script: list[tuple[str, str | None, str, float, float]]) -> None:
+def test_compiled_equals_interpreted(
+    which: int, script: list[tuple[str, str | None, str, float, float]]
+) -> None:
     rules = RULESETS[which]
     compiled, interpreted = _Table(rules), _Table(rules)
     now = 1767283200.0 - 7200

@@ -54,7 +54,9 @@ def test_the_limiter_stands_alone() -> None:
             else:
                 continue
             for name in names:
-                assert not any(bad in name for bad in ("_client", "_transport", "testing", "httpx")), (
+                assert not any(
+                    bad in name for bad in ("_client", "_transport", "testing", "httpx")
+                ), (
                     path.name,
                     name,
                 )
@@ -164,7 +166,10 @@ async def test_a_custom_store_and_fail_open(anyio_backend: str) -> None:
 
 async def test_custom_rules(anyio_backend: str) -> None:
     clock = FakeClock(NOON)
-    rules = [Rule.token_bucket("tb", capacity=2, per=10), Rule.window("w", 3, 60, code=4086, rolling=False)]
+    rules = [
+        Rule.token_bucket("tb", capacity=2, per=10),
+        Rule.window("w", 3, 60, code=4086, rolling=False),
+    ]
     limiter = Limiter(rules, clock=clock, wait=False)
     await limiter.acquire(MOBILE)
     await limiter.acquire(MOBILE)

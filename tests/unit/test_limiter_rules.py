@@ -23,19 +23,35 @@ def test_default_rules_are_the_providers() -> None:
     assert by_name["per_second"] == Rule(
         name="per_second", code=4080, algorithm="token_bucket", limit=1, period=1.0
     )
-    assert (by_name["per_day"].limit, by_name["per_day"].code, by_name["per_day"].offset) == (5, 4082, 28800.0)
+    assert (by_name["per_day"].limit, by_name["per_day"].code, by_name["per_day"].offset) == (
+        5,
+        4082,
+        28800.0,
+    )
     v = by_name["verification_per_day"]
     assert (v.limit, v.code, v.kind) == (5, 4085, "verification")
     m = by_name["identical_per_minute"]
-    assert (m.limit, m.period, m.algorithm, m.per_content, m.code) == (2, 60.0, "rolling_window", True, 408)
+    assert (m.limit, m.period, m.algorithm, m.per_content, m.code) == (
+        2,
+        60.0,
+        "rolling_window",
+        True,
+        408,
+    )
     d = by_name["identical_per_day"]
     assert (d.limit, d.algorithm, d.per_content, d.code) == (20, "fixed_window", True, 408)
 
 
 def test_provider_rules_are_adjustable() -> None:
-    rules = provider_rules(per_day=10, verification_per_day=None, identical_per_minute=None, rolling_day=True)
+    rules = provider_rules(
+        per_day=10, verification_per_day=None, identical_per_minute=None, rolling_day=True
+    )
     assert [r.name for r in rules] == ["per_second", "per_day", "identical_per_day"]
-    assert rules[1].limit == 10 and rules[1].algorithm == "rolling_window" and rules[1].period == 86400.0
+    assert (
+        rules[1].limit == 10
+        and rules[1].algorithm == "rolling_window"
+        and rules[1].period == 86400.0
+    )
 
 
 @pytest.mark.parametrize(
@@ -49,7 +65,14 @@ def test_provider_rules_are_adjustable() -> None:
         {"name": "x", "code": 1, "algorithm": "token_bucket", "limit": True, "period": 1.0},
         {"name": "x", "code": 1, "algorithm": "token_bucket", "limit": 1, "period": 0.0},
         {"name": "x", "code": 1, "algorithm": "token_bucket", "limit": 1, "period": float("inf")},
-        {"name": "x", "code": 1, "algorithm": "fixed_window", "limit": 1, "period": 1.0, "offset": float("nan")},
+        {
+            "name": "x",
+            "code": 1,
+            "algorithm": "fixed_window",
+            "limit": 1,
+            "period": 1.0,
+            "offset": float("nan"),
+        },
     ],
 )
 def test_invalid_rules_are_refused(kwargs: dict[str, object]) -> None:
@@ -75,8 +98,17 @@ def test_selection_by_kind_and_content() -> None:
         return [rs.rules[i].name for i in idx]
 
     assert names(rs.select(None, False)) == ["per_second", "per_day"]
-    assert names(rs.select("verification", False)) == ["per_second", "per_day", "verification_per_day"]
-    assert names(rs.select(None, True)) == ["per_second", "per_day", "identical_per_day", "identical_per_minute"]
+    assert names(rs.select("verification", False)) == [
+        "per_second",
+        "per_day",
+        "verification_per_day",
+    ]
+    assert names(rs.select(None, True)) == [
+        "per_second",
+        "per_day",
+        "identical_per_day",
+        "identical_per_minute",
+    ]
     assert names(rs.for_code(4086, False)) == ["per_second"]
     assert names(rs.for_code(408, False)) == []
     assert names(rs.for_code(4085, False)) == ["verification_per_day"]
