@@ -40,9 +40,9 @@ from ._receiver import (
 
 __all__ = [
     "CHINA_TZ",
+    "ClaimState",
     "DEFAULT_MAX_BODY",
     "DEFAULT_TIME_FORMATS",
-    "ClaimState",
     "DedupeStore",
     "DeliveryReceipt",
     "MemoryDedupe",
