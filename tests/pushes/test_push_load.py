@@ -91,13 +91,13 @@ class Tally:
     async def on_template_review(self, item: TemplateReview) -> None:
         await self._count(dict(item.raw))
 
-    def receiver(self, store: DedupeStore, **kwargs: float) -> PushReceiver:
+    def receiver(self, store: DedupeStore, *, busy_wait: float) -> PushReceiver:
         return PushReceiver(
             self.on_receipt,
             self.on_reply,
             self.on_template_review,
             dedupe=store,
-            **kwargs,
+            busy_wait=busy_wait,
         )
 
 

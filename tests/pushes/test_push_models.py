@@ -180,6 +180,7 @@ def test_reprs_mask_numbers_and_content() -> None:
 
 def test_models_are_frozen_hashable_and_picklable() -> None:
     receipt = parse_push(receipt_form(smsid=SMSID, report_time="2026-03-01 08:30:15"))
+    assert isinstance(receipt, DeliveryReceipt)
     with pytest.raises(AttributeError):
         receipt.code = 0  # type: ignore[misc]
     assert hash(receipt) == hash(pickle.loads(pickle.dumps(receipt)))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -69,7 +69,7 @@ async def test_success_is_sent_only_after_the_handler_returned() -> None:
             ),
         }
     ]
-    scope = {
+    scope: dict[str, Any] = {
         "type": "http",
         "method": "POST",
         "path": "/",
@@ -81,8 +81,8 @@ async def test_success_is_sent_only_after_the_handler_returned() -> None:
     async def receive() -> dict[str, Any]:
         return body.pop(0)
 
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(dict(message))
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(receiver, scope, receive, send)
@@ -400,8 +400,8 @@ async def test_lifespan_and_websocket_scopes() -> None:
     async def receive() -> dict[str, Any]:
         return inbox.pop(0)
 
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(dict(message))
 
     await receiver({"type": "lifespan"}, receive, send)
     assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
@@ -418,10 +418,10 @@ async def test_client_disconnect_before_the_body_sends_nothing() -> None:
     async def receive() -> dict[str, Any]:
         return {"type": "http.disconnect"}
 
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(dict(message))
 
-    scope = {
+    scope: dict[str, Any] = {
         "type": "http",
         "method": "POST",
         "path": "/",
@@ -443,7 +443,7 @@ def test_settings_are_validated() -> None:
         {"busy_wait": float("nan")},
     ):
         with pytest.raises(ValueError):
-            PushReceiver(print, **kwargs)  # type: ignore[arg-type]
+            PushReceiver(print, **kwargs)
 
 
 def test_repr_shows_settings_not_secrets() -> None:
