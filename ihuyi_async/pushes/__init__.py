@@ -11,7 +11,7 @@ endpoint with a secret token, a source allow-list and a body size limit.
 
 This package stands alone: it does not import the client.
 
-.. versionadded:: 0.2.0
+.. versionadded:: 0.1.0
 """
 
 from __future__ import annotations

@@ -45,7 +45,7 @@ def aiohttp_handler(
 
     :raises ImportError: aiohttp is not installed.
 
-    .. versionadded:: 0.2.0
+    .. versionadded:: 0.1.0
     """
     web_module = _web()
 
@@ -92,7 +92,7 @@ def aiohttp_app(receiver: PushReceiver) -> web.Application:
 
     :raises ImportError: aiohttp is not installed.
 
-    .. versionadded:: 0.2.0
+    .. versionadded:: 0.1.0
     """
     web_module = _web()
     app: web.Application = web_module.Application()

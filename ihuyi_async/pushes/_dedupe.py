@@ -32,7 +32,7 @@ __all__ = ["ClaimState", "DedupeStore", "MemoryDedupe", "RedisDedupe"]
 class ClaimState(enum.Enum):
     """What :meth:`DedupeStore.claim` found.
 
-    .. versionadded:: 0.2.0
+    .. versionadded:: 0.1.0
     """
 
     #: The caller now holds the item and must :meth:`~DedupeStore.complete` or
@@ -53,7 +53,7 @@ class DedupeStore(Protocol):
     someone else's claim. Every method must be safe under concurrency; ``claim``
     must be atomic.
 
-    .. versionadded:: 0.2.0
+    .. versionadded:: 0.1.0
     """
 
     async def claim(self, key: str, token: str, *, now: float, lease: float) -> ClaimState:
@@ -76,7 +76,7 @@ class MemoryDedupe:
     number of items seen within one window. It is shared only by the receivers of
     one process: with several workers, use :class:`RedisDedupe`.
 
-    .. versionadded:: 0.2.0
+    .. versionadded:: 0.1.0
     """
 
     __slots__ = ("_entries", "_heap")
@@ -145,7 +145,7 @@ class RedisDedupe:
     :param client: a ``redis.asyncio.Redis`` client; it stays yours to close.
     :param prefix: prefix of every key.
 
-    .. versionadded:: 0.2.0
+    .. versionadded:: 0.1.0
     """
 
     __slots__ = ("_claim", "_client", "_owns_client", "_prefix", "_release")

@@ -59,7 +59,7 @@ class PushParseError(ValueError):
     :ivar reason: what is wrong, in a few words.
     :ivar fields: the field names the form carried, sorted (at most 20).
 
-    .. versionadded:: 0.2.0
+    .. versionadded:: 0.1.0
     """
 
     def __init__(self, reason: str, *, fields: Sequence[str] = ()) -> None:
@@ -98,7 +98,7 @@ class DeliveryReceipt:
         field was absent or in a format not recognised (its text stays in ``raw``).
     :ivar raw: every field of the form as received (excluded from repr and equality).
 
-    .. versionadded:: 0.2.0
+    .. versionadded:: 0.1.0
     """
 
     kind: ClassVar[str] = "receipt"
@@ -151,7 +151,7 @@ class Reply:
         ``replyTime``; ``None`` when absent or not recognised.
     :ivar raw: every field of the form as received (excluded from repr and equality).
 
-    .. versionadded:: 0.2.0
+    .. versionadded:: 0.1.0
     """
 
     kind: ClassVar[str] = "reply"
@@ -185,7 +185,7 @@ class TemplateReview:
     :ivar msg: the reviewer's reason (may be empty).
     :ivar raw: every field of the form as received (excluded from repr and equality).
 
-    .. versionadded:: 0.2.0
+    .. versionadded:: 0.1.0
     """
 
     kind: ClassVar[str] = "template_review"
@@ -311,7 +311,7 @@ def parse_push(
     :raises PushParseError: the form is no known push, or a required field is missing
         or malformed. The message names fields, never values.
 
-    .. versionadded:: 0.2.0
+    .. versionadded:: 0.1.0
     """
     raw = dict(form)
     has = raw.__contains__

@@ -61,7 +61,7 @@ def receipt_form(
         sent verbatim, or ``None`` for now; formatted ``YYYY-MM-DD HH:MM:SS``.
     :raises ValueError: not exactly one of ``smsid`` and ``task_id``.
 
-    .. versionadded:: 0.2.0
+    .. versionadded:: 0.1.0
     """
     if (smsid is None) == (task_id is None):
         raise ValueError("give exactly one of smsid (ordinary sends) and task_id (marketing)")
@@ -92,7 +92,7 @@ def reply_form(
     :param reply_time: as ``report_time`` of :func:`receipt_form`.
     :param time_field: ``reply_time`` or ``replyTime`` (both are seen).
 
-    .. versionadded:: 0.2.0
+    .. versionadded:: 0.1.0
     """
     form = {"mobilephone": mobile, "content": content}
     if smsid is not None:
@@ -110,7 +110,7 @@ def template_review_form(
     :param code: ``2`` approved, ``0`` rejected.
     :param msg: the reviewer's reason.
 
-    .. versionadded:: 0.2.0
+    .. versionadded:: 0.1.0
     """
     return {"templateid": str(template_id), "code": str(code), "msg": msg}
 
@@ -122,7 +122,7 @@ class PushAnswer:
     :ivar status_code: the HTTP status.
     :ivar body: the body, decoded as UTF-8 (undecodable bytes replaced).
 
-    .. versionadded:: 0.2.0
+    .. versionadded:: 0.1.0
     """
 
     status_code: int
@@ -156,7 +156,7 @@ async def post_push(
     :param timeout: seconds for the whole exchange (a URL ``target`` only).
     :raises httpx.HTTPError: the request could not be made.
 
-    .. versionadded:: 0.2.0
+    .. versionadded:: 0.1.0
     """
     body = urlencode(list(form.items()), encoding=encoding).encode("ascii")
     request_headers = {"Content-Type": content_type, **(headers or {})}

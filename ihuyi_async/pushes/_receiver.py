@@ -84,7 +84,7 @@ class PushStatistics:
     :ivar rejected: requests refused by a guard or the parser (4xx).
     :ivar busy: pushes answered 503 (in progress elsewhere, or store failure).
 
-    .. versionadded:: 0.2.0
+    .. versionadded:: 0.1.0
     """
 
     received: int
@@ -206,7 +206,7 @@ class PushReceiver:
     :raises ValueError: no handler at all, or a bad setting.
     :raises TypeError: a handler that is not callable.
 
-    .. versionadded:: 0.2.0
+    .. versionadded:: 0.1.0
     """
 
     __slots__ = (
