@@ -34,7 +34,7 @@ from ._models import CST, Balance, SendResult, TemplateResult
 from ._parsing import parse_balance, parse_submit, parse_template
 from ._redact import content_digest, mask_mobile
 from ._signing import Signer
-from ._transport import HttpxTransport, ShardedPoolTransport, Transport, WireError
+from ._transport import HttpxTransport, ShardedPoolTransport, Transport, WireError, form_quote
 from ._validation import (
     TRIAL_TEMPLATE,
     count_segments,
@@ -501,9 +501,9 @@ class IhuyiClient:
         ts = int(now)
         if self._signing == "dynamic":
             password = self._signer.submit(number, wire, ts)
-            fields = f"{self._form_account}&password={password}&mobile={number}&content={quote_plus(wire)}&time={ts}"
+            fields = f"{self._form_account}&password={password}&mobile={number}&content={form_quote(wire)}&time={ts}"
         else:
-            fields = f"{self._form_account}&password={self._plain_key}&mobile={number}&content={quote_plus(wire)}"
+            fields = f"{self._form_account}&password={self._plain_key}&mobile={number}&content={form_quote(wire)}"
         if template_id is not None:
             fields += f"&templateid={template_id}"
         body = (fields + self._form_format).encode()
