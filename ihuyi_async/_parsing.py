@@ -73,9 +73,16 @@ def _as_code(value: Any) -> int | None:
     return None
 
 
+_json_decode = json.JSONDecoder().decode
+
+
 def _decode_json(body: bytes, status_code: int) -> dict[str, Any]:
     try:
-        data = json.loads(body)
+        if body[:1] == b"{" and body[1:2] != b"\x00":
+            # What json.loads(bytes) does for a body it detects as UTF-8, minus the detection.
+            data = _json_decode(body.decode("utf-8", "surrogatepass"))
+        else:
+            data = json.loads(body)
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise _fail("answer is not valid JSON", body, status_code) from exc
     if not isinstance(data, dict):
@@ -127,7 +134,7 @@ def parse_answer(body: bytes, fmt: Format, *, status_code: int = 200) -> Answer:
     msg = data.get("msg")
     fields: dict[str, str] = {}
     for key, value in data.items():
-        text = _as_text(value)
+        text = value if type(value) is str else _as_text(value)
         if text is not None:
             fields[key] = text
     return Answer(code=code, msg=msg if isinstance(msg, str) else "", fields=fields)
