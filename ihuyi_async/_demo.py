@@ -28,7 +28,7 @@ from typing import Literal
 
 import anyio
 
-from ._clock import SystemClock
+from ._clock import Clock, SystemClock
 from ._exceptions import ApiError, IhuyiError, LocalRateLimitError
 
 __all__ = ["DemoSummary", "format_summary", "run_demo"]
@@ -86,7 +86,32 @@ class DemoSummary:
 
     @property
     def refused(self) -> int:
+        """Refusals, local and by the provider."""
         return sum(self.refused_locally.values()) + sum(self.refused_by_provider.values())
+
+    def as_dict(self) -> dict[str, object]:
+        """A JSON-ready view (provider codes become string keys, ``per_second`` included)."""
+        return {
+            "attempted": self.attempted,
+            "numbers": self.numbers,
+            "sent": self.sent,
+            "refused_locally": dict(self.refused_locally),
+            "refused_by_provider": {str(k): v for k, v in self.refused_by_provider.items()},
+            "failed": dict(self.failed),
+            "elapsed": round(self.elapsed, 3),
+            "per_second": round(self.per_second, 1),
+            "url": self.url,
+            "backend": self.backend,
+            "balance_before": self.balance_before,
+            "balance_after": self.balance_after,
+            "emulator": {
+                "messages": self.arrived_messages,
+                "numbers": self.arrived_numbers,
+                "segments": self.arrived_segments,
+                "verification": self.arrived_verification,
+                "max_per_number": self.max_per_number,
+            },
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +168,7 @@ async def run_demo(
     seed: int = 2025,
     balance: int = 100_000,
     backend: Literal["httpx", "aiohttp"] | None = None,
+    clock: Clock | None = None,
 ) -> DemoSummary:
     """Start the emulator on loopback and send a realistic load through the real client.
 
@@ -153,6 +179,9 @@ async def run_demo(
     :param backend: the client's HTTP backend; default ``"aiohttp"`` when it is installed
         and the event loop is asyncio (about three times faster under this much
         concurrency), else ``"httpx"``.
+    :param clock: the clock shared by the client and the emulator (default: the wall
+        clock; tests pass a :class:`~ihuyi_async.FakeClock` with ``auto_advance=True``
+        so the per-second pacing costs no real time).
     :raises ValueError: ``messages`` or ``numbers`` below 1.
     :raises RuntimeError: the loopback server could not start.
 
@@ -167,7 +196,7 @@ async def run_demo(
         backend = _default_backend()
     rng = random.Random(seed)
     items, blacklisted = _load(messages, numbers, rng)
-    clock = SystemClock()
+    clock = clock if clock is not None else SystemClock()
     # The client's limiter paces each number at 1/s; the emulator's own per-second
     # check is off so network jitter on loopback cannot turn that pacing into 4080s.
     emulator = Emulator(
