@@ -305,10 +305,10 @@ class Limiter:
                 result = self._plain_reserve(mobile, "", now, max_delay)  # type: ignore[misc]
             else:
                 result = table.reserve(selected, mobile, digest, now, max_delay)
-            if result.__class__ is Refusal:
+            send_at, undo = result
+            if undo.__class__ is not tuple:
                 self._refused += 1
-                raise self._error(result, mobile)
-            send_at, undo = result  # type: ignore[misc]
+                raise self._error(Refusal(int(send_at), now, undo, undo), mobile)  # type: ignore[arg-type]
             res = Reservation(self, mobile, digest, selected, now, send_at, undo)
         else:
             try:
@@ -352,11 +352,11 @@ class Limiter:
         else:
             selected, digest = self._select(kind, content)
             result = table.reserve(selected, mobile, digest, now, 0.0)
-        if result.__class__ is Refusal:
+        send_at, undo = result
+        if undo.__class__ is not tuple:
             self._refused += 1
             return None
         self._acquired += 1
-        send_at, undo = result  # type: ignore[misc]
         return Reservation(self, mobile, digest, selected, now, send_at, undo)
 
     async def observe_provider_code(

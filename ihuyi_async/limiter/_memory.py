@@ -31,7 +31,12 @@ MAX_SCHEDULE_AHEAD = 3600.0
 _Op = tuple[int, int, int, int, float, float, float, int]
 _Plan = tuple[tuple[_Op, ...], bool, bool]
 _State = list[object]
-_Reserver = Callable[[str, str, float, float], "tuple[float, tuple[float, ...]] | Refusal"]
+#: What a reserve function returns: ``(send_at, undo)`` when granted (``undo`` a tuple of
+#: the buckets' states before), ``(rule_index, retry_at)`` when refused (``retry_at`` is
+#: also when the rule resets). Tell them apart by ``type(result[1]) is tuple``; plain
+#: tuples keep the refusal path free of object construction.
+_Result = tuple[float, tuple[float, ...]] | tuple[int, float]
+_Reserver = Callable[[str, str, float, float], _Result]
 
 
 class _Table:
@@ -151,7 +156,7 @@ class _Table:
         digest: str,
         now: float,
         max_delay: float,
-    ) -> tuple[float, tuple[float, ...]] | Refusal:
+    ) -> _Result:
         """Take one unit of every selected rule, or return why not (see :class:`Store`)."""
         fn = self._reservers.get(selected)
         if fn is None:
@@ -174,7 +179,7 @@ class _Table:
         digest: str,
         now: float,
         max_delay: float,
-    ) -> tuple[float, tuple[float, ...]] | Refusal:
+    ) -> _Result:
         """The same algorithm as :meth:`reserve`, interpreted rule by rule.
 
         The readable specification the compiled functions are generated from and
@@ -189,7 +194,6 @@ class _Table:
         bucket = -1
         refused = -1
         refused_at = -math.inf
-        refused_reset = 0.0
         for alg, scope, slot, limit, period, offset, tol, index in ops:
             s = cst if scope else st
             if alg == _BUCKET:
@@ -203,18 +207,18 @@ class _Table:
                 if si >= idx and s[slot + 1] >= limit:  # type: ignore[operator]
                     end = (si + 1.0) * period - offset
                     if end > refused_at:
-                        refused, refused_at, refused_reset = index, end, end
+                        refused, refused_at = index, end
             else:
                 log: tuple[float, ...] = s[slot]  # type: ignore[assignment]
                 n = len(log)
                 if n >= limit and n - bisect_right(log, send - period) >= limit:
                     at = log[n - limit] + period
                     if at > refused_at:
-                        refused, refused_at, refused_reset = index, at, at
+                        refused, refused_at = index, at
         if refused >= 0:
-            return Refusal(refused, now, refused_at, refused_reset)
+            return refused, refused_at
         if send - now > max_delay:
-            return Refusal(bucket, now, send, send)
+            return bucket, send
         undo: tuple[float, ...] = ()
         last_idx = self._last_idx
         for alg, scope, slot, _limit, period, offset, _tol, index in ops:
@@ -345,7 +349,6 @@ def _compile(table: _Table, selected: tuple[int, ...]) -> _Reserver:
     ops, has_num, has_con = table.plan(selected)
     env: dict[str, object] = {
         "T": table,
-        "Refusal": Refusal,
         "bisect_right": bisect_right,
         "insort": insort,
         "ninf": -math.inf,
@@ -364,7 +367,7 @@ def _compile(table: _Table, selected: tuple[int, ...]) -> _Reserver:
         if has_con:
             add("        st = T.number_state(mobile)")
         else:
-            add("        st = T.old.pop(mobile, None)")
+            add("        st = T.old.pop(mobile, None) if T.old else None")
             add("        if st is None:")
             fresh: list[str] = [_const(v) for v in table._blank_num]
             for k, (alg, _scope, slot, _limit, period, offset, _tol, index) in enumerate(ops):
@@ -416,9 +419,9 @@ def _compile(table: _Table, selected: tuple[int, ...]) -> _Reserver:
             add(f"            refused = {index}")
             add("            rat = at")
     add("    if refused >= 0:")
-    add("        return Refusal(refused, now, rat, rat)")
+    add("        return refused, rat")
     add("    if send - now > max_delay:")
-    add("        return Refusal(bucket, now, send, send)")
+    add("        return bucket, send")
     for k, (alg, scope, slot, _limit, period, _offset, _tol, index) in enumerate(ops):
         s = "cst" if scope else "st"
         if alg == _BUCKET:
@@ -499,10 +502,10 @@ class MemoryStore(Store):
         now: float,
         max_delay: float,
     ) -> Grant | Refusal:
-        result = self._table(rules).reserve(selected, mobile, digest, now, max_delay)
-        if isinstance(result, Refusal):
-            return result
-        return Grant(result[0], now, result[1])
+        first, second = self._table(rules).reserve(selected, mobile, digest, now, max_delay)
+        if isinstance(second, tuple):
+            return Grant(first, now, second)
+        return Refusal(int(first), now, second, second)
 
     async def refund(
         self,
