@@ -56,3 +56,9 @@ __all__ = [
     "mock_ihuyi",
     "respx_side_effect",
 ]
+
+for _name in __all__:
+    _obj = globals()[_name]
+    if isinstance(_obj, type) and _obj.__module__.startswith(__name__ + "._"):
+        _obj.__module__ = __name__
+del _name, _obj

@@ -154,7 +154,7 @@ def test_marker_rejects_positional_arguments(project: pytest.Pytester) -> None:
 
 @pytest.mark.parametrize("runner", ["anyio", "pytest-asyncio"])
 def test_fastapi_sample_project_passes(project: pytest.Pytester, runner: str) -> None:
-    package = project.mkpydir("example_app")
+    package = project.mkpydir("signup_project")  # not "example_app": that one is imported already
     for name in ("app.py", "test_signup.py"):
         (package / name).write_text((EXAMPLE / name).read_text(encoding="utf-8"), encoding="utf-8")
     if runner == "anyio":
