@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as _dt
+import functools
 import itertools
 import json
 import re
@@ -55,7 +56,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import parse_qsl
+from urllib.parse import unquote_plus
 from xml.sax.saxutils import escape
 
 import anyio
@@ -113,6 +114,22 @@ Scope = MutableMapping[str, Any]
 ASGIMessage = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[ASGIMessage]]
 Send = Callable[[ASGIMessage], Awaitable[None]]
+
+
+def _parse_form(text: str) -> dict[str, str]:
+    """``application/x-www-form-urlencoded`` -> dict (last value wins), as ``parse_qsl`` with
+    ``keep_blank_values=True`` but without its overhead on the common plain fields."""
+    fields: dict[str, str] = {}
+    for pair in text.split("&"):
+        if not pair:
+            continue
+        key, _, value = pair.partition("=")
+        if "%" in key or "+" in key:
+            key = unquote_plus(key)
+        if "%" in value or "+" in value:
+            value = unquote_plus(value)
+        fields[key] = value
+    return fields
 
 
 def is_verification(content: str) -> bool:
@@ -685,10 +702,9 @@ class Emulator:
 
     def _prepare(self, http_method: str, path: str, query: str, body: bytes) -> _Call:
         """Parse one HTTP call and choose its fault (if any). No model state changes."""
-        fields = dict(parse_qsl(query, keep_blank_values=True))
+        fields = _parse_form(query) if query else {}
         if body:
-            text = body[:_MAX_BODY].decode("utf-8", errors="replace")
-            fields.update(parse_qsl(text, keep_blank_values=True))
+            fields.update(_parse_form(body[:_MAX_BODY].decode("utf-8", errors="replace")))
         lowered = path.lower()
         method: str | None = None
         flavour: Flavour | None = None
@@ -751,7 +767,7 @@ class Emulator:
             path=call.path,
             method=call.method,
             flavour=call.flavour,
-            fields=dict(call.fields),
+            fields=call.fields,
             time=self._now_dt(),
             code=code,
             status=status,
@@ -1030,14 +1046,20 @@ def _code_of(answer: _Answer | None) -> int | None:
     return int(match.group(1)) if match else None
 
 
+@functools.lru_cache(maxsize=256)
+def _json_string(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)
+
+
 def _render(method: str, code: int, msg: str, extra: Mapping[str, str], *, as_json: bool) -> _Answer:
     """Shape an answer exactly as the provider does (XML by default, or JSON)."""
     if as_json:
-        payload: dict[str, object] = {"code": code, "msg": msg}
+        # Built by hand (same bytes as compact json.dumps): the extra values are digits we made.
+        parts = [f'{{"code":{code},"msg":{_json_string(msg)}']
         for key, value in extra.items():
-            payload[key] = int(value) if key in ("num", "templateid") else value
-        body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
-        return _Answer(200, "application/json; charset=utf-8", body.encode("utf-8"))
+            parts.append(f',"{key}":{int(value)}' if key in ("num", "templateid") else f',"{key}":"{value}"')
+        parts.append("}")
+        return _Answer(200, "application/json; charset=utf-8", "".join(parts).encode("utf-8"))
     lines = [
         '<?xml version="1.0" encoding="utf-8"?>',
         f'<{method}Result xmlns="{_NAMESPACE}">',
@@ -1103,6 +1125,11 @@ async def respond(emulator: Emulator, request: httpx.Request) -> httpx.Response:
     call = emulator._prepare(
         request.method, request.url.path, request.url.query.decode("latin-1"), body
     )
+    if call.fault is None:  # the common path: no cancel scope, no await
+        answer = emulator._answer(call, record=True)
+        return httpx.Response(
+            answer.status, headers=_headers(answer.content_type), content=answer.body, request=request
+        )
     timeouts = request.extensions.get("timeout") or {}
     read_timeout = timeouts.get("read")
     outcome: _Answer | str | None = None
@@ -1118,8 +1145,14 @@ async def respond(emulator: Emulator, request: httpx.Request) -> httpx.Response:
         )
     assert isinstance(outcome, _Answer)
     return httpx.Response(
-        outcome.status,
-        headers={"content-type": outcome.content_type},
-        content=outcome.body,
-        request=request,
+        outcome.status, headers=_headers(outcome.content_type), content=outcome.body, request=request
     )
+
+
+@functools.lru_cache(maxsize=16)
+def _header_bytes(content_type: str) -> bytes:
+    return content_type.encode("latin-1")
+
+
+def _headers(content_type: str) -> list[tuple[bytes, bytes]]:
+    return [(b"content-type", _header_bytes(content_type))]
