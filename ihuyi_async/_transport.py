@@ -224,7 +224,7 @@ class HttpxTransport:
     :param client: the pooled client; closed by :meth:`aclose` only when ``owned``.
     """
 
-    __slots__ = ("_client", "_owned", "_max_bytes", "_extensions", "_headers")
+    __slots__ = ("_client", "_owned", "_max_bytes", "_extensions", "_headers", "_urls")
 
     def __init__(self, client: httpx.AsyncClient, *, owned: bool, max_bytes: int) -> None:
         self._client = client
@@ -232,6 +232,15 @@ class HttpxTransport:
         self._max_bytes = max_bytes
         self._extensions = {"timeout": client.timeout.as_dict()}
         self._headers = httpx.Headers(FORM_HEADERS)
+        self._urls: dict[str, httpx.URL] = {}  # parsed once: the client posts to a few URLs
+
+    def _url(self, url: str) -> httpx.URL:
+        parsed = self._urls.get(url)
+        if parsed is None:
+            parsed = httpx.URL(url)
+            if len(self._urls) < 16:
+                self._urls[url] = parsed
+        return parsed
 
     @property
     def client(self) -> httpx.AsyncClient:
@@ -242,7 +251,7 @@ class HttpxTransport:
         if self._owned:
             # Our own client carries no cookies, auth or base URL: skip build_request's merging.
             request = httpx.Request(
-                "POST", url, content=body, headers=self._headers, extensions=self._extensions
+                "POST", self._url(url), content=body, headers=self._headers, extensions=self._extensions
             )
         else:
             request = client.build_request("POST", url, content=body, headers=FORM_HEADERS)
