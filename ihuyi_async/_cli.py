@@ -184,7 +184,18 @@ def demo(
     """Send a realistic load to the built-in emulator (no credentials, no internet)."""
     from ._demo import format_summary, run_demo
 
-    summary = anyio.run(lambda: run_demo(messages=messages, numbers=numbers))
+    with Progress(
+        TextColumn("[bold]demo"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:.0f} msg/s"), TimeRemainingColumn(),
+        TextColumn("{task.fields[counts]}"), console=err_console, disable=as_json,
+    ) as progress:
+        task = progress.add_task("demo", total=messages, rate=0.0, counts="")
+
+        def tick(p: BatchProgress) -> None:
+            progress.update(task, completed=p.done, rate=p.rate,
+                            counts=" ".join(f"{k}={v}" for k, v in sorted(p.counts.items())))
+
+        summary = anyio.run(lambda: run_demo(messages=messages, numbers=numbers, on_progress=tick))
     if as_json:
         console.print_json(json.dumps(summary.as_dict(), ensure_ascii=False))
     else:

@@ -26,10 +26,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal
 
-import anyio
-
+from ._batch import ProgressHook
 from ._clock import Clock, SystemClock
-from ._exceptions import ApiError, IhuyiError, LocalRateLimitError
+from ._exceptions import ApiError, LocalRateLimitError
 
 __all__ = ["DemoSummary", "format_summary", "run_demo"]
 
@@ -169,6 +168,7 @@ async def run_demo(
     balance: int = 100_000,
     backend: Literal["httpx", "aiohttp"] | None = None,
     clock: Clock | None = None,
+    on_progress: ProgressHook | None = None,
 ) -> DemoSummary:
     """Start the emulator on loopback and send a realistic load through the real client.
 
@@ -182,6 +182,7 @@ async def run_demo(
     :param clock: the clock shared by the client and the emulator (default: the wall
         clock; tests pass a :class:`~ihuyi_async.FakeClock` with ``auto_advance=True``
         so the per-second pacing costs no real time).
+    :param on_progress: passed to :meth:`IhuyiClient.send_many` (the CLI draws a progress bar).
     :raises ValueError: ``messages`` or ``numbers`` below 1.
     :raises RuntimeError: the loopback server could not start.
 
@@ -221,25 +222,25 @@ async def run_demo(
             backend=backend,
         ) as client:
 
-            async def send(item: _Item) -> None:
-                try:
-                    await client.send(item.mobile, item.content, kind=item.kind)
-                except LocalRateLimitError as exc:
-                    refused_locally[f"{exc.code} {exc.rule}"] += 1
-                except ApiError as exc:
-                    if exc.local:
-                        refused_locally[f"{exc.code} {_REASONS.get(exc.code, 'invalid')}"] += 1
-                    else:
-                        refused_by_provider[exc.code] += 1
-                except IhuyiError as exc:
-                    failed[type(exc).__name__] += 1
-                else:
+            def tally(error: BaseException | None) -> None:
+                if error is None:
                     outcome["sent"] += 1
+                elif isinstance(error, LocalRateLimitError):
+                    refused_locally[f"{error.code} {error.rule}"] += 1
+                elif isinstance(error, ApiError):
+                    if error.local:
+                        refused_locally[f"{error.code} {_REASONS.get(error.code, 'invalid')}"] += 1
+                    else:
+                        refused_by_provider[error.code] += 1
+                else:
+                    failed[type(error).__name__] += 1
 
             started = time.perf_counter()
-            async with anyio.create_task_group() as tg:
-                for item in items:
-                    tg.start_soon(send, item)
+            batch = ({"mobile": i.mobile, "content": i.content, "kind": i.kind} for i in items)
+            async for result in client.send_many(
+                batch, concurrency=len(items), on_progress=on_progress
+            ):
+                tally(result.error)
             elapsed = time.perf_counter() - started
         arrived = emulator.messages
         per_number = Counter(m.mobile for m in arrived)

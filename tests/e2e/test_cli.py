@@ -114,3 +114,23 @@ def test_batch_all_ok_exit_zero_and_progress_table(server: EmulatorServer, tmp_p
     write_csv(src, [{"mobile": f"1380000000{i}", "content": f"订单{i}", "id": str(i)} for i in range(5)])
     code, out = cli("batch", str(src), url=server.url)
     assert code == 0 and "batch summary" in out and "accepted" in out
+
+
+def test_demo_runs_as_a_subprocess_and_adds_up() -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "ihuyi_async", "demo", "--messages", "300", "--numbers", "100", "--json"],
+        capture_output=True, text=True, timeout=120, check=True,
+        env={k: v for k, v in __import__("os").environ.items() if not k.startswith("IHUYI_")},
+    )
+    summary = json.loads(proc.stdout)
+    assert summary["attempted"] == 300
+    refused = sum(summary["refused_locally"].values()) + sum(summary["refused_by_provider"].values())
+    assert summary["sent"] + refused + sum(summary["failed"].values()) == 300
+    assert summary["failed"] == {}
+    assert summary["emulator"]["messages"] == summary["sent"] > 200
+    assert summary["emulator"]["max_per_number"] <= 5  # the limiter held the daily quota
+    assert any(k.startswith("4082") for k in summary["refused_locally"])
+    assert summary["balance_before"] - summary["balance_after"] == summary["emulator"]["segments"]
