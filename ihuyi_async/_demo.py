@@ -186,7 +186,7 @@ async def run_demo(
     :raises ValueError: ``messages`` or ``numbers`` below 1.
     :raises RuntimeError: the loopback server could not start.
 
-    .. versionadded:: 0.2.0
+    .. versionadded:: 0.1.0
     """
     if messages < 1 or numbers < 1:
         raise ValueError("messages and numbers must be at least 1")

@@ -14,7 +14,7 @@ and no credentials::
 
 The library itself never imports this package.
 
-.. versionadded:: 0.2.0
+.. versionadded:: 0.1.0
 """
 
 from __future__ import annotations

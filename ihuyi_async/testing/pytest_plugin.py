@@ -28,7 +28,7 @@ Configure them with the ``ihuyi`` marker; its keywords are
     @pytest.mark.ihuyi(balance=3, client={"flavour": "json"})
     async def test_signup(ihuyi_client, ihuyi_emulator): ...
 
-.. versionadded:: 0.2.0
+.. versionadded:: 0.1.0
 """
 
 from __future__ import annotations
