@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import os
+from asyncio import _get_running_loop as _asyncio_running_loop
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
@@ -229,6 +230,8 @@ class IhuyiClient:
     def _enter(self) -> None:
         if self._closed:
             raise RuntimeError("this IhuyiClient is closed; create a new one")
+        if self._loop is not None and _asyncio_running_loop() is self._loop:
+            return  # the common case, without asking sniffio
         token = _loop_token()
         if self._loop is None:
             self._loop = token
