@@ -189,6 +189,7 @@ async def test_journal_pending_entry_means_unknown(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # 110,000 sends under tracemalloc: minutes, not seconds
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_100k_messages_one_outcome_each_and_flat_memory() -> None:
     async def run(n: int) -> tuple[int, int]:
