@@ -12,6 +12,7 @@ import csv
 import json
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -184,22 +185,29 @@ def demo(
     """Send a realistic load to the built-in emulator (no credentials, no internet)."""
     from ._demo import format_summary, run_demo
 
-    with Progress(
-        TextColumn("[bold]demo"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]:.0f} msg/s"), TimeRemainingColumn(),
-        TextColumn("{task.fields[counts]}"), console=err_console, disable=as_json,
-    ) as progress:
-        task = progress.add_task("demo", total=messages, rate=0.0, counts="")
-
-        def tick(p: BatchProgress) -> None:
-            progress.update(task, completed=p.done, rate=p.rate,
-                            counts=" ".join(f"{k}={v}" for k, v in sorted(p.counts.items())))
-
+    with _progress_bar("demo", messages, as_json) as tick:
         summary = anyio.run(lambda: run_demo(messages=messages, numbers=numbers, on_progress=tick))
     if as_json:
         console.print_json(json.dumps(summary.as_dict(), ensure_ascii=False))
     else:
         console.print(format_summary(summary))
+
+
+@contextmanager
+def _progress_bar(title: str, total: int, hidden: bool) -> Iterator[Callable[[BatchProgress], None]]:
+    """A live bar on stderr (rate, ETA, counts by outcome); yields the ``on_progress`` hook."""
+    with Progress(
+        TextColumn(f"[bold]{title}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:.0f} msg/s"), TimeRemainingColumn(),
+        TextColumn("{task.fields[counts]}"), console=err_console, disable=hidden,
+    ) as progress:
+        task = progress.add_task(title, total=total, rate=0.0, counts="")
+
+        def tick(p: BatchProgress) -> None:
+            counts = " ".join(f"{k}={v}" for k, v in sorted(p.counts.items()))
+            progress.update(task, completed=p.done, rate=p.rate, counts=counts)
+
+        yield tick
 
 
 def _read_rows(path: Path, bad: list[tuple[int, str]]) -> Iterator[dict[str, Any]]:
@@ -266,17 +274,7 @@ def batch(
 
     async def go() -> None:
         async with client:
-            with Progress(
-                TextColumn("[bold]sending"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[rate]:.0f} msg/s"), TimeRemainingColumn(),
-                TextColumn("{task.fields[counts]}"), console=err_console, disable=as_json,
-            ) as progress:
-                task = progress.add_task("send", total=total, rate=0.0, counts="")
-
-                def tick(p: BatchProgress) -> None:
-                    progress.update(task, completed=p.done, rate=p.rate,
-                                    counts=" ".join(f"{k}={v}" for k, v in sorted(p.counts.items())))
-
+            with _progress_bar("sending", total, as_json) as tick:
                 async for outcome in client.send_many(
                     _read_rows(file, bad), concurrency=concurrency, on_progress=tick, journal=journal
                 ):
