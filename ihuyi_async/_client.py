@@ -68,6 +68,14 @@ class _Default:
 DEFAULT: Any = _Default()
 
 
+def _unknown(
+    reason: str, number: str, content: str, sent_at: _dt.datetime | None, detail: str
+) -> DeliveryUnknownError:
+    return DeliveryUnknownError(
+        reason, mobile=number, content_digest=content_digest(content), sent_at=sent_at, detail=detail
+    )
+
+
 def _loop_token() -> object:
     """Identity of the running event loop (asyncio loop or trio run)."""
     library = sniffio.current_async_library()
@@ -465,23 +473,11 @@ class IhuyiClient:
                 return await self._wire.post(url, body)
             except WireError as exc:
                 if exc.written:
-                    raise DeliveryUnknownError(
-                        exc.reason,
-                        mobile=number,
-                        content_digest=content_digest(content),
-                        sent_at=sent_at,
-                        detail=exc.detail,
-                    ) from exc
+                    raise _unknown(exc.reason, number, content, sent_at, exc.detail) from exc
                 if not policy.retry_unsent_sends or attempt >= policy.max_attempts:
                     raise TransportError(f"not sent: {exc.reason} ({exc.detail})") from exc
             except ProtocolError as exc:  # oversized answer
-                raise DeliveryUnknownError(
-                    exc.reason,
-                    mobile=number,
-                    content_digest=content_digest(content),
-                    sent_at=sent_at,
-                    detail=str(exc),
-                ) from exc
+                raise _unknown(exc.reason, number, content, sent_at, str(exc)) from exc
             await self._clock.sleep(policy.delay(attempt))
 
     async def _submit(
@@ -550,13 +546,7 @@ class IhuyiClient:
             raise
         except ProtocolError as exc:
             logger.warning("outcome unknown for %s: %s", mask_mobile(number), exc.reason)
-            raise DeliveryUnknownError(
-                exc.reason,
-                mobile=number,
-                content_digest=content_digest(wire),
-                sent_at=sent_at,
-                detail=str(exc),
-            ) from exc
+            raise _unknown(exc.reason, number, wire, sent_at, str(exc)) from exc
         if debug:
             logger.debug("accepted for %s: smsid %s", mask_mobile(number), smsid)
         return SendResult(
