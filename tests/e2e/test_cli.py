@@ -134,3 +134,73 @@ def test_demo_runs_as_a_subprocess_and_adds_up() -> None:
     assert summary["emulator"]["max_per_number"] <= 5  # the limiter held the daily quota
     assert any(k.startswith("4082") for k in summary["refused_locally"])
     assert summary["balance_before"] - summary["balance_after"] == summary["emulator"]["segments"]
+
+
+def test_emulator_command_serves_on_loopback() -> None:
+    import signal
+    import subprocess
+    import sys
+
+    import anyio
+
+    from ihuyi_async import IhuyiClient
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ihuyi_async", "emulator", "--port", "0", "--account", "A1", "--api-key", "K1"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline().strip())
+
+        async def use() -> tuple[str, int]:
+            async with IhuyiClient("A1", "K1", base_url=f"http://127.0.0.1:{port}", limiter=None) as client:
+                sent = await client.send("13800138000", "您的订单已发货")
+                return sent.smsid, (await client.balance()).num
+
+        smsid, num = anyio.run(use)
+        assert len(smsid) == 20 and num == 999
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=20)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def test_batch_ctrl_c_prints_summary_and_journal_resumes(tmp_path: Path) -> None:
+    with EmulatorServer(Emulator(accounts={"APIID": "APIKEY"}, balance=10**6, limits=False)) as server:
+        _ctrl_c_and_resume(server, tmp_path)
+
+
+def _ctrl_c_and_resume(server: EmulatorServer, tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    src = tmp_path / "big.csv"
+    write_csv(src, [{"mobile": f"139{i:08d}", "content": f"订单{i}已发货", "id": str(i)} for i in range(3000)])
+    journal = tmp_path / "j.jsonl"
+    args = [sys.executable, "-m", "ihuyi_async", "batch", str(src), "--journal", str(journal), "--json",
+            "--concurrency", "10", "--account", "APIID", "--api-key", "APIKEY", "--base-url", server.url]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    deadline = time.monotonic() + 60
+    while not journal.exists() or journal.read_text(encoding="utf-8").count('"accepted"') < 100:
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    summary = json.loads(out)
+    # outcomes are journaled before they are yielded, so the summary may trail the journal a little
+    assert summary["interrupted"] is True and summary["counts"]["accepted"] >= 50
+    first_run = len(server.emulator.messages)
+    assert first_run < 3000
+
+    rerun = subprocess.run(args, capture_output=True, text=True, timeout=300, env=dict(os.environ))
+    counts = json.loads(rerun.stdout)["counts"]
+    assert counts["already_accepted"] >= summary["counts"]["accepted"]
+    sent = [m.content for m in server.emulator.messages]
+    assert len(sent) == len(set(sent)), "a message was sent twice"
+    assert counts.get("accepted", 0) + counts["already_accepted"] + counts.get("already_unknown", 0) == 3000
