@@ -198,6 +198,7 @@ class Limiter:
         "_now",
         "_plain",
         "_plain_reserve",
+        "_plain_try",
         "_refunded",
         "_refused",
         "_ruleset",
@@ -236,6 +237,9 @@ class Limiter:
         self._plain = self._ruleset.select(None, False)
         # fast paths: the compiled reserve of the plain selection, the bare time function
         self._plain_reserve = self._table.reserver(self._plain) if self._table is not None else None
+        self._plain_try = (
+            self._table.reserver(self._plain, eager=True) if self._table is not None else None
+        )
         self._now: Callable[[], float] = (
             _time.time if type(self._clock) is SystemClock else self._clock.time
         )
@@ -348,7 +352,7 @@ class Limiter:
         now = self._now()
         if kind is None and not content:
             selected, digest = self._plain, ""
-            result = self._plain_reserve(mobile, "", now, 0.0)  # type: ignore[misc]
+            result = self._plain_try(mobile, "", now, 0.0)  # type: ignore[misc]
         else:
             selected, digest = self._select(kind, content)
             result = table.reserve(selected, mobile, digest, now, 0.0)

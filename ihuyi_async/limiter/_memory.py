@@ -57,6 +57,7 @@ class _Table:
         "_ops",
         "_plans",
         "_reservers",
+        "_eager",
         "cold",
         "ccur",
         "cur",
@@ -87,6 +88,7 @@ class _Table:
         self._blank_num, self._blank_con = blank
         self._plans: dict[tuple[int, ...], _Plan] = {}
         self._reservers: dict[tuple[int, ...], _Reserver] = {}
+        self._eager: dict[tuple[int, ...], _Reserver] = {}
         self._last_idx: list[float] = [-math.inf] * len(ops)
         self.generation = rules.horizon + MAX_SCHEDULE_AHEAD
         self.cur: dict[str, _State] = {}
@@ -163,13 +165,20 @@ class _Table:
             fn = self.reserver(selected)
         return fn(mobile, digest, now, max_delay)
 
-    def reserver(self, selected: tuple[int, ...]) -> _Reserver:
-        """The compiled reserve function of one selection of rules (cached)."""
-        fn = self._reservers.get(selected)
+    def reserver(self, selected: tuple[int, ...], *, eager: bool = False) -> _Reserver:
+        """The compiled reserve function of one selection of rules (cached).
+
+        ``eager=True`` gives the variant for "take it now or not at all" callers that do
+        not need the refusing rule (``try_acquire``): it is only called with
+        ``max_delay=0`` and returns as soon as a bucket has no token, without
+        evaluating the windows. Grants and state changes are identical.
+        """
+        cache = self._eager if eager else self._reservers
+        fn = cache.get(selected)
         if fn is None:
-            fn = _compile(self, selected)
-            if len(self._reservers) < 256:
-                self._reservers[selected] = fn
+            fn = _compile(self, selected, eager=eager)
+            if len(cache) < 256:
+                cache[selected] = fn
         return fn
 
     def reserve_interpreted(
@@ -337,7 +346,7 @@ class _Table:
         return t  # pragma: no cover - rules that keep blocking 32 times in a row
 
 
-def _compile(table: _Table, selected: tuple[int, ...]) -> _Reserver:
+def _compile(table: _Table, selected: tuple[int, ...], *, eager: bool = False) -> _Reserver:
     """Generate straight-line Python for one selection of rules (as ``dataclasses`` does).
 
     The generated function does exactly what :meth:`_Table.reserve_interpreted` does for
@@ -398,6 +407,9 @@ def _compile(table: _Table, selected: tuple[int, ...]) -> _Reserver:
             add(f"    if {expr} > send:")
             add(f"        send = {expr}")
             add(f"        bucket = {index}")
+    if eager and buckets:
+        add("    if send > now:")  # no token now: refused, whichever window would also refuse
+        add("        return bucket, send")
     add("    refused = -1")
     add("    rat = ninf")
     for k, (alg, scope, slot, limit, period, offset, _tol, index) in enumerate(ops):

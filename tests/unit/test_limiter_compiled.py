@@ -56,3 +56,25 @@ def test_generated_source_is_inspectable() -> None:
     fn = table.reserver(table.rules.select(None, False))
     assert fn.__doc__ is not None and "def reserve(mobile, digest, now, max_delay):" in fn.__doc__
     assert table.reserver(table.rules.select(None, False)) is fn
+
+
+@settings(max_examples=60, deadline=None)
+@given(which=st.integers(0, len(RULESETS) - 1), script=steps)
+def test_eager_variant_grants_and_refuses_like_the_spec(
+    which: int, script: list[tuple[str, str | None, str, float, float]]
+) -> None:
+    """try_acquire's variant (max_delay 0, no refusing rule needed): same grants, same state."""
+    rules = RULESETS[which]
+    compiled, interpreted = _Table(rules), _Table(rules)
+    now = 1767283200.0 - 7200
+    for mobile, kind, content, jump, _ in script:
+        now += jump
+        selected = rules.select(kind, bool(content))
+        a = compiled.reserver(selected, eager=True)(mobile, content, now, 0.0)
+        b = interpreted.reserve_interpreted(selected, mobile, content, now, 0.0)
+        granted = type(b[1]) is tuple
+        assert (type(a[1]) is tuple) == granted
+        if granted:
+            assert a == b
+        assert compiled.cur == interpreted.cur and compiled.ccur == interpreted.ccur
+        assert compiled.old == interpreted.old
