@@ -13,7 +13,8 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 
 import pytest
 
@@ -35,12 +36,9 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
-    """URL of a real Redis server: the machine's on 6379, or a private one started here."""
-    if _answers("127.0.0.1", 6379):
-        yield f"redis://127.0.0.1:6379/{REDIS_DB}"
-        return
+@contextmanager
+def private_redis_server() -> Iterator[int]:
+    """Start a redis-server on a free loopback port for as long as the block runs; yields the port."""
     exe = shutil.which("redis-server")
     if exe is None:
         pytest.fail("no Redis answers on 127.0.0.1:6379 and redis-server is not installed")
@@ -58,11 +56,27 @@ def redis_url() -> Iterator[str]:
             if time.monotonic() > deadline or proc.poll() is not None:
                 pytest.fail("could not start a private redis-server for the tests")
             time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/{REDIS_DB}"
+        yield port
     finally:
         proc.terminate()
         proc.wait(timeout=10)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def start_private_redis() -> Callable[[], AbstractContextManager[int]]:
+    """The :func:`private_redis_server` context manager, for conftests below this one."""
+    return private_redis_server
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """URL of a real Redis server: the machine's on 6379, or a private one started here."""
+    if _answers("127.0.0.1", 6379):
+        yield f"redis://127.0.0.1:6379/{REDIS_DB}"
+        return
+    with private_redis_server() as port:
+        yield f"redis://127.0.0.1:{port}/{REDIS_DB}"
 
 
 @pytest.fixture

@@ -6,12 +6,8 @@ one) they fail.
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import tempfile
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractContextManager
 from typing import Any
 
 import pytest
@@ -84,50 +80,8 @@ def make_limiter(make_store: Callable[[], Store]) -> MakeLimiter:
 # -- a private Redis server: for tests that read server-wide counters or flush scripts --
 
 
-def _answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="session")
-def private_redis_url() -> Iterator[str]:
+def private_redis_url(start_private_redis: Callable[[], AbstractContextManager[int]]) -> Iterator[str]:
     """A redis-server started for this session alone (INFO commandstats, SCRIPT FLUSH)."""
-    exe = shutil.which("redis-server")
-    if exe is None:
-        pytest.fail("redis-server is not installed: the private Redis tests cannot run")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    workdir = tempfile.mkdtemp(prefix="ihuyi-limiter-redis-")
-    proc = subprocess.Popen(
-        [
-            exe,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            workdir,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while not _answers(port):
-            if time.monotonic() > deadline or proc.poll() is not None:
-                pytest.fail("could not start a private redis-server")
-            time.sleep(0.05)
+    with start_private_redis() as port:
         yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        shutil.rmtree(workdir, ignore_errors=True)
