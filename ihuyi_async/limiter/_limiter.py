@@ -238,7 +238,7 @@ class Limiter:
         # fast paths: the compiled reserve of the plain selection, the bare time function
         self._plain_reserve = self._table.reserver(self._plain) if self._table is not None else None
         self._plain_try = (
-            self._table.reserver(self._plain, eager=True) if self._table is not None else None
+            self._table.eager_reserver(self._plain) if self._table is not None else None
         )
         self._now: Callable[[], float] = (
             _time.time if type(self._clock) is SystemClock else self._clock.time
@@ -341,6 +341,16 @@ class Limiter:
 
         :raises ~ihuyi_async.LimiterUnavailableError: store unreachable (unless fail-open).
         """
+        fast = self._plain_try
+        if fast is not None and kind is None and not content and type(mobile) is str:
+            # the common case, kept flat: plain selection, memory store, no exception built
+            now = self._now()
+            result = fast(mobile, "", now, 0.0)
+            if result is None:
+                self._refused += 1
+                return None
+            self._acquired += 1
+            return Reservation(self, mobile, "", self._plain, now, result[0], result[1])
         table = self._table
         if table is None:
             try:
@@ -350,13 +360,8 @@ class Limiter:
         if type(mobile) is not str:
             raise TypeError(f"mobile must be a str, got {type(mobile).__name__}")
         now = self._now()
-        if kind is None and not content:
-            selected, digest = self._plain, ""
-            result = self._plain_try(mobile, "", now, 0.0)  # type: ignore[misc]
-        else:
-            selected, digest = self._select(kind, content)
-            result = table.reserve(selected, mobile, digest, now, 0.0)
-        send_at, undo = result
+        selected, digest = self._select(kind, content)
+        send_at, undo = table.reserve(selected, mobile, digest, now, 0.0)
         if undo.__class__ is not tuple:
             self._refused += 1
             return None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_right, insort
 from collections.abc import Callable
+from typing import Any
 
 from ._rules import RuleSet
 from ._store import Grant, Refusal, Store
@@ -37,6 +38,8 @@ _State = list[object]
 #: tuples keep the refusal path free of object construction.
 _Result = tuple[float, tuple[float, ...]] | tuple[int, float]
 _Reserver = Callable[[str, str, float, float], _Result]
+#: The eager variant: ``(send_at, undo)`` when granted, ``None`` when refused.
+_EagerReserver = Callable[[str, str, float, float], "tuple[float, tuple[float, ...]] | None"]
 
 
 class _Table:
@@ -58,6 +61,7 @@ class _Table:
         "_plans",
         "_reservers",
         "_eager",
+        "_envs",
         "cold",
         "ccur",
         "cur",
@@ -88,7 +92,10 @@ class _Table:
         self._blank_num, self._blank_con = blank
         self._plans: dict[tuple[int, ...], _Plan] = {}
         self._reservers: dict[tuple[int, ...], _Reserver] = {}
-        self._eager: dict[tuple[int, ...], _Reserver] = {}
+        self._eager: dict[tuple[int, ...], _EagerReserver] = {}
+        # the globals of the compiled functions: ``CUR`` and ``ROT`` mirror ``cur`` and
+        # ``rotate_at`` (one global lookup instead of an attribute lookup on the hot path)
+        self._envs: list[dict[str, object]] = []
         self._last_idx: list[float] = [-math.inf] * len(ops)
         self.generation = rules.horizon + MAX_SCHEDULE_AHEAD
         self.cur: dict[str, _State] = {}
@@ -119,6 +126,9 @@ class _Table:
         self.cur = {}
         self.ccur = {}
         self.rotate_at = now + self.generation
+        for env in self._envs:
+            env["CUR"] = self.cur
+            env["ROT"] = self.rotate_at
 
     def number_state(self, mobile: str) -> _State:
         st = self.cur.get(mobile)
@@ -165,20 +175,27 @@ class _Table:
             fn = self.reserver(selected)
         return fn(mobile, digest, now, max_delay)
 
-    def reserver(self, selected: tuple[int, ...], *, eager: bool = False) -> _Reserver:
-        """The compiled reserve function of one selection of rules (cached).
-
-        ``eager=True`` gives the variant for "take it now or not at all" callers that do
-        not need the refusing rule (``try_acquire``): it is only called with
-        ``max_delay=0`` and returns as soon as a bucket has no token, without
-        evaluating the windows. Grants and state changes are identical.
-        """
-        cache = self._eager if eager else self._reservers
-        fn = cache.get(selected)
+    def reserver(self, selected: tuple[int, ...]) -> _Reserver:
+        """The compiled reserve function of one selection of rules (cached)."""
+        fn = self._reservers.get(selected)
         if fn is None:
-            fn = _compile(self, selected, eager=eager)
-            if len(cache) < 256:
-                cache[selected] = fn
+            fn = _compile(self, selected, eager=False)
+            if len(self._reservers) < 256:
+                self._reservers[selected] = fn
+        return fn
+
+    def eager_reserver(self, selected: tuple[int, ...]) -> _EagerReserver:
+        """The variant for "take it now or not at all" callers (``try_acquire``).
+
+        Only called with ``max_delay=0``; returns ``None`` for any refusal, as soon as a
+        bucket has no token (without evaluating the windows, and without building the
+        reason). Grants and state changes are identical to :meth:`reserver`'s.
+        """
+        fn = self._eager.get(selected)
+        if fn is None:
+            fn = _compile(self, selected, eager=True)
+            if len(self._eager) < 256:
+                self._eager[selected] = fn
         return fn
 
     def reserve_interpreted(
@@ -346,7 +363,9 @@ class _Table:
         return t  # pragma: no cover - rules that keep blocking 32 times in a row
 
 
-def _compile(table: _Table, selected: tuple[int, ...], *, eager: bool = False) -> _Reserver:
+def _compile(
+    table: _Table, selected: tuple[int, ...], *, eager: bool = False
+) -> Callable[[str, str, float, float], Any]:
     """Generate straight-line Python for one selection of rules (as ``dataclasses`` does).
 
     The generated function does exactly what :meth:`_Table.reserve_interpreted` does for
@@ -362,16 +381,19 @@ def _compile(table: _Table, selected: tuple[int, ...], *, eager: bool = False) -
         "insort": insort,
         "ninf": -math.inf,
         "LI": table._last_idx,
+        "CUR": table.cur,
+        "ROT": table.rotate_at,
     }
+    table._envs.append(env)
     lines = [
         "def reserve(mobile, digest, now, max_delay):",
-        "    if now >= T.rotate_at:",
+        "    if now >= ROT:",
         "        T.rotate(now)",
     ]
     add = lines.append
     buckets = [o for o in ops if o[0] == _BUCKET]
     if has_num:
-        add("    st = T.cur.get(mobile)")
+        add("    st = CUR.get(mobile)")
         add("    if st is None:")
         if has_con:
             add("        st = T.number_state(mobile)")
@@ -392,9 +414,9 @@ def _compile(table: _Table, selected: tuple[int, ...], *, eager: bool = False) -
                     fresh[slot + 1] = "1"
                 else:
                     fresh[slot] = "(now,)"
-            add(f"            T.cur[mobile] = [{', '.join(fresh)}]")
+            add(f"            CUR[mobile] = [{', '.join(fresh)}]")
             add(f"            return now, ({'ninf, ' * len(buckets)})")
-            add("        T.cur[mobile] = st")
+            add("        CUR[mobile] = st")
     if has_con:
         add("    cst = T.content_state(mobile, digest)")
     add("    send = now")
@@ -409,7 +431,7 @@ def _compile(table: _Table, selected: tuple[int, ...], *, eager: bool = False) -
             add(f"        bucket = {index}")
     if eager and buckets:
         add("    if send > now:")  # no token now: refused, whichever window would also refuse
-        add("        return bucket, send")
+        add("        return None")
     add("    refused = -1")
     add("    rat = ninf")
     for k, (alg, scope, slot, limit, period, offset, _tol, index) in enumerate(ops):
@@ -431,9 +453,10 @@ def _compile(table: _Table, selected: tuple[int, ...], *, eager: bool = False) -
             add(f"            refused = {index}")
             add("            rat = at")
     add("    if refused >= 0:")
-    add("        return refused, rat")
-    add("    if send - now > max_delay:")
-    add("        return bucket, send")
+    add("        return None" if eager else "        return refused, rat")
+    if not eager:  # the eager variant has no delay (max_delay 0, send == now here)
+        add("    if send - now > max_delay:")
+        add("        return bucket, send")
     for k, (alg, scope, slot, _limit, period, _offset, _tol, index) in enumerate(ops):
         s = "cst" if scope else "st"
         if alg == _BUCKET:
@@ -462,7 +485,7 @@ def _compile(table: _Table, selected: tuple[int, ...], *, eager: bool = False) -
     add(f"    return send, ({undo})")
     source = "\n".join(lines) + "\n"
     exec(compile(source, f"<ihuyi_async.limiter plan {selected}>", "exec"), env)  # noqa: S102
-    fn: _Reserver = env["reserve"]  # type: ignore[assignment]
+    fn: Callable[[str, str, float, float], Any] = env["reserve"]  # type: ignore[assignment]
     fn.__doc__ = source
     return fn
 
