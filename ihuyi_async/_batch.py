@@ -255,16 +255,23 @@ async def _run(
     clock = client.limiter.clock if client.limiter is not None else None
 
     async def one(index: int, item: Any, out: ObjectSendStream[Outcome]) -> None:
-        async with out:
-            try:
-                outcome = await _send_one(client, index, item, book, clock)
-            finally:
-                progress.in_flight -= 1
-                slots.release()
-            try:
-                await out.send(outcome)
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                pass  # the consumer stopped early: the journal still has it
+        # The slot is held until the outcome is in the buffer: a task waiting to hand its
+        # outcome to a slow consumer still counts, so live tasks never exceed `concurrency`.
+        try:
+            async with out:
+                try:
+                    outcome = await _send_one(client, index, item, book, clock)
+                finally:
+                    progress.in_flight -= 1
+                try:
+                    try:
+                        out.send_nowait(outcome)  # room in the buffer: no trip through the loop
+                    except anyio.WouldBlock:
+                        await out.send(outcome)
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    pass  # the consumer stopped early: the journal still has it
+        finally:
+            slots.release()
 
     async def produce(tg: TaskGroup, out: ObjectSendStream[Outcome]) -> None:
         async with out, aclosing(_iterate(messages)) as source:
@@ -280,7 +287,9 @@ async def _run(
                 tg.start_soon(one, index, item, out.clone())
                 index += 1
 
-    slots = anyio.Semaphore(concurrency)
+    # fast_acquire: a free slot is taken without a trip through the event loop, so when a
+    # burst of answers frees many slots the producer starts as many sends in one pass
+    slots = anyio.Semaphore(concurrency, fast_acquire=True)
     try:
         async with anyio.create_task_group() as tg:
             producer = anyio.CancelScope()
@@ -291,7 +300,18 @@ async def _run(
 
             tg.start_soon(produce_until_stopped)
             async with receive_stream:
-                async for outcome in receive_stream:
+                while True:
+                    # take what is buffered without a trip through the event loop per
+                    # outcome; wait only when the buffer is empty
+                    try:
+                        outcome = receive_stream.receive_nowait()
+                    except anyio.WouldBlock:
+                        try:
+                            outcome = await receive_stream.receive()
+                        except anyio.EndOfStream:
+                            break
+                    except anyio.EndOfStream:
+                        break
                     progress.done += 1
                     progress.counts[outcome.status] = progress.counts.get(outcome.status, 0) + 1
                     if on_progress is not None:

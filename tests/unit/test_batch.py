@@ -91,6 +91,34 @@ async def test_concurrency_bound_and_lazy_input() -> None:
     assert peak <= 8 and pulled < 600
 
 
+async def test_a_slow_consumer_holds_the_senders_back() -> None:
+    """Outcomes waiting for the consumer count against `concurrency`: nothing piles up."""
+    pulled = 0
+
+    def source() -> Iterator[dict[str, str]]:
+        nonlocal pulled
+        for i in range(1_000):
+            pulled += 1
+            yield {"mobile": f"139{i:08d}", "content": "x"}
+
+    transport = httpx.MockTransport(
+        lambda request: httpx.Response(200, json={"code": 2, "smsid": "16842079209571524017"})
+    )
+    yielded = 0
+    async with IhuyiClient("APIID", "KEY", transport=transport, limiter=None) as client:
+        async with client.send_many(source(), concurrency=4) as outcomes:
+            async for outcome in outcomes:
+                yielded += 1
+                assert outcome.ok
+                for _ in range(300):  # a consumer busy elsewhere for many loop passes
+                    await anyio.lowlevel.checkpoint()
+                # at most `concurrency` sends or hand-overs live, plus a buffer of `concurrency`
+                assert pulled <= yielded + 2 * 4, (pulled, yielded)
+                if yielded == 50:
+                    break
+    assert pulled <= 50 + 2 * 4
+
+
 async def test_repeated_numbers_are_paced_not_failed() -> None:
     clock = FakeClock(NOW)  # moved by hand: one second whenever every task is blocked
     emulator = Emulator(accounts={"APIID": "APIKEY"}, balance=100, clock=clock)
