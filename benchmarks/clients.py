@@ -9,7 +9,10 @@ time, format=json) to the same URL and decodes the JSON answer, except:
   :mod:`http.client`, a new connection per message, ``urlencode`` of the plain key.
 
 An async client is ``async def make(url) -> (send, close)``; a threaded client is
-``def make(url) -> send`` (called from N threads at once).
+``def make(url) -> send`` (called from N threads at once); a batch client is
+``async def make(url) -> (run, close)`` where ``await run(in_flight, count, deadline)``
+sends up to ``count`` messages (none generated after ``deadline``, a
+``time.perf_counter`` value) with ``in_flight`` at once and returns ``(sent, errors)``.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import itertools
 import json
 import time
 import urllib.parse
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 ACCOUNT = "APIID"
@@ -34,6 +37,8 @@ _numbers = itertools.count(1)
 AsyncSend = Callable[[], Awaitable[None]]
 AsyncClose = Callable[[], Awaitable[None]]
 AsyncMake = Callable[[str], Awaitable[tuple[AsyncSend, AsyncClose]]]
+BatchRun = Callable[[int, int, float], Awaitable[tuple[int, int]]]
+BatchMake = Callable[[str], Awaitable[tuple[BatchRun, AsyncClose]]]
 SyncMake = Callable[[str], Callable[[], None]]
 
 
@@ -77,6 +82,36 @@ def make_ours(backend: str) -> AsyncMake:
             await send_(next_number(), CONTENT)
 
         return send, client.aclose
+
+    return make
+
+
+def make_ours_many(backend: str) -> BatchMake:
+    """``send_many`` over a generator: the library's own batch driver (no worker tasks of ours)."""
+
+    async def make(base_url: str) -> tuple[BatchRun, AsyncClose]:
+        from ihuyi_async import IhuyiClient, Message
+
+        client = IhuyiClient(ACCOUNT, API_KEY, base_url=base_url, backend=backend)  # type: ignore[arg-type]
+        await client.__aenter__()
+        clock = time.perf_counter
+
+        async def run(in_flight: int, count: int, deadline: float) -> tuple[int, int]:
+            def messages() -> Iterator[Message]:
+                for _ in range(count):
+                    if clock() >= deadline:
+                        return
+                    yield Message(next_number(), CONTENT)
+
+            sent = errors = 0
+            async with client.send_many(messages(), concurrency=in_flight) as outcomes:
+                async for outcome in outcomes:
+                    sent += 1
+                    if not outcome.ok:
+                        errors += 1
+            return sent, errors
+
+        return run, client.aclose
 
     return make
 
@@ -190,6 +225,8 @@ def available() -> dict[str, tuple[str, Any]]:
     clients: dict[str, tuple[str, Any]] = {
         "ihuyi-async send, backend=httpx": ("async", make_ours("httpx")),
         "ihuyi-async send, backend=aiohttp": ("async", make_ours("aiohttp")),
+        "ihuyi-async send_many, backend=httpx": ("batch", make_ours_many("httpx")),
+        "ihuyi-async send_many, backend=aiohttp": ("batch", make_ours_many("aiohttp")),
         "raw httpx.AsyncClient (default pool)": ("async", make_raw_httpx),
         "raw aiohttp.ClientSession": ("async", make_raw_aiohttp),
         "httpx over httpx-aiohttp transport": ("async", make_httpx_aiohttp),
@@ -200,6 +237,7 @@ def available() -> dict[str, tuple[str, Any]]:
 
     for module, name in (
         ("aiohttp", "ihuyi-async send, backend=aiohttp"),
+        ("aiohttp", "ihuyi-async send_many, backend=aiohttp"),
         ("aiohttp", "raw aiohttp.ClientSession"),
         ("httpx_aiohttp", "httpx over httpx-aiohttp transport"),
     ):
