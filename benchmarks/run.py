@@ -431,8 +431,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency-ms", type=float, action="append", help="default: 0 20")
     parser.add_argument("--client", action="append", help="substring of client names to run")
     parser.add_argument("--no-memory", action="store_true", help="skip the send_many memory benchmark")
+    parser.add_argument(
+        "--memory-only",
+        action="store_true",
+        help="rerun only the memory benchmark into the existing send.json, and rewrite send.md",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS, help="directory for send.json / send.md")
     args = parser.parse_args(argv)
+
+    if args.memory_only:
+        from benchmarks import memory as _memory
+
+        report = json.loads((args.output / "send.json").read_text())
+        report["memory"] = _memory.run_all(
+            quick=args.quick, sizes=_memory.QUICK_SIZES if args.quick else _memory.FULL_SIZES
+        )
+        (args.output / "send.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+        (args.output / "send.md").write_text(markdown(report))
+        return
 
     count = args.count or (2_000 if args.quick else 20_000)
     budget = args.budget or (0.35 if args.quick else 2.0)
