@@ -179,8 +179,9 @@ class _Table:
         """The compiled reserve function of one selection of rules (cached)."""
         fn = self._reservers.get(selected)
         if fn is None:
-            fn = _compile(self, selected, eager=False)
-            if len(self._reservers) < 256:
+            keep = len(self._reservers) < 256
+            fn = _compile(self, selected, eager=False, live=keep)
+            if keep:
                 self._reservers[selected] = fn
         return fn
 
@@ -193,8 +194,9 @@ class _Table:
         """
         fn = self._eager.get(selected)
         if fn is None:
-            fn = _compile(self, selected, eager=True)
-            if len(self._eager) < 256:
+            keep = len(self._eager) < 256
+            fn = _compile(self, selected, eager=True, live=keep)
+            if keep:
                 self._eager[selected] = fn
         return fn
 
@@ -364,7 +366,7 @@ class _Table:
 
 
 def _compile(
-    table: _Table, selected: tuple[int, ...], *, eager: bool = False
+    table: _Table, selected: tuple[int, ...], *, eager: bool = False, live: bool = True
 ) -> Callable[[str, str, float, float], Any]:
     """Generate straight-line Python for one selection of rules (as ``dataclasses`` does).
 
@@ -381,19 +383,22 @@ def _compile(
         "insort": insort,
         "ninf": -math.inf,
         "LI": table._last_idx,
-        "CUR": table.cur,
-        "ROT": table.rotate_at,
     }
-    table._envs.append(env)
+    if live:  # kept for good: `rotate()` republishes CUR and ROT into its globals
+        env["CUR"], env["ROT"] = table.cur, table.rotate_at
+        table._envs.append(env)
+        cur_ref, rot_ref = "CUR", "ROT"
+    else:  # a one-off beyond the cache: reads the table's attributes, registers nothing
+        cur_ref, rot_ref = "T.cur", "T.rotate_at"
     lines = [
         "def reserve(mobile, digest, now, max_delay):",
-        "    if now >= ROT:",
+        f"    if now >= {rot_ref}:",
         "        T.rotate(now)",
     ]
     add = lines.append
     buckets = [o for o in ops if o[0] == _BUCKET]
     if has_num:
-        add("    st = CUR.get(mobile)")
+        add(f"    st = {cur_ref}.get(mobile)")
         add("    if st is None:")
         if has_con:
             add("        st = T.number_state(mobile)")
@@ -414,9 +419,9 @@ def _compile(
                     fresh[slot + 1] = "1"
                 else:
                     fresh[slot] = "(now,)"
-            add(f"            CUR[mobile] = [{', '.join(fresh)}]")
+            add(f"            {cur_ref}[mobile] = [{', '.join(fresh)}]")
             add(f"            return now, ({'ninf, ' * len(buckets)})")
-            add("        CUR[mobile] = st")
+            add(f"        {cur_ref}[mobile] = st")
     if has_con:
         add("    cst = T.content_state(mobile, digest)")
     add("    send = now")

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ihuyi_async.limiter import Rule, RuleSet, provider_rules
-from ihuyi_async.limiter._memory import _Table
+from ihuyi_async.limiter._memory import _compile, _Table
 
 RULESETS = [
     RuleSet(provider_rules()),
@@ -49,6 +49,25 @@ def test_compiled_equals_interpreted(
         assert type(a[0]) is type(b[0]) and type(a[1]) is type(b[1])
         assert compiled.cur == interpreted.cur and compiled.ccur == interpreted.ccur
         assert compiled.old == interpreted.old
+
+
+@settings(max_examples=40, deadline=None)
+@given(which=st.integers(0, len(RULESETS) - 1), script=steps)
+def test_uncached_functions_read_the_table_and_register_nothing(
+    which: int, script: list[tuple[str, str | None, str, float, float]]
+) -> None:
+    """Selections beyond the 256 cached get one-off functions: same answers, no globals kept."""
+    rules = RULESETS[which]
+    compiled, interpreted = _Table(rules), _Table(rules)
+    now = 1767283200.0 - 7200
+    for mobile, kind, content, jump, max_delay in script:
+        now += jump
+        selected = rules.select(kind, bool(content))
+        a = _compile(compiled, selected, live=False)(mobile, content, now, max_delay)
+        b = interpreted.reserve_interpreted(selected, mobile, content, now, max_delay)
+        assert a == b
+        assert compiled.cur == interpreted.cur and compiled.old == interpreted.old
+    assert compiled._envs == []
 
 
 def test_generated_source_is_inspectable() -> None:
