@@ -13,17 +13,17 @@ import time
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
+    AsyncIterator,
     Awaitable,
     Callable,
     Iterable,
+    Iterator,
     Mapping,
 )
-from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
-from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectSendStream as ObjectSendStream
 
 from ._exceptions import (
@@ -215,13 +215,14 @@ def _status_of(exc: BaseException) -> OutcomeStatus:
     return "invalid"
 
 
-async def _iterate(messages: Iterable[Any] | AsyncIterable[Any]) -> AsyncGenerator[Any, None]:
-    if isinstance(messages, AsyncIterable):
-        async for item in messages:
-            yield item
-    else:
-        for item in messages:
-            yield item
+class _Source:
+    """Where a run is in its input."""
+
+    __slots__ = ("exhausted", "next_index")
+
+    def __init__(self) -> None:
+        self.exhausted = False
+        self.next_index = 0
 
 
 def send_many(
@@ -254,11 +255,58 @@ async def _run(
     send_stream, receive_stream = anyio.create_memory_object_stream[Outcome](concurrency)
     clock = client.limiter.clock if client.limiter is not None else None
 
-    async def one(index: int, item: Any, out: ObjectSendStream[Outcome]) -> None:
-        # The slot is held until the outcome is in the buffer: a task waiting to hand its
-        # outcome to a slow consumer still counts, so live tasks never exceed `concurrency`.
-        try:
-            async with out:
+    # `concurrency` workers, each pulling the next input only once it is free: the slot is
+    # taken before the input is pulled, and a worker waiting to hand its outcome to a slow
+    # consumer still holds its slot, so at most `concurrency` sends plus `concurrency`
+    # buffered outcomes exist at any time. One long-lived task per slot, not one per message.
+    sync_source: Iterator[Any] | None = None
+    async_source: AsyncIterator[Any] | None = None
+    if isinstance(messages, AsyncIterable):
+        async_source = aiter(messages)
+    else:
+        sync_source = iter(messages)
+    pulling = anyio.Lock(fast_acquire=True)  # an async source is pulled by one worker at a time
+    source = _Source()
+    pull_scopes: set[anyio.CancelScope] = set()
+
+    async def pull() -> tuple[int, Any] | None:
+        if sync_source is not None:
+            if source.exhausted:
+                return None
+            try:
+                item = next(sync_source)  # no await: atomic between checkpoints
+            except StopIteration:
+                source.exhausted = True
+                return None
+        else:
+            assert async_source is not None
+            with anyio.CancelScope() as scope:  # cancelled by an early close
+                pull_scopes.add(scope)
+                try:
+                    async with pulling:
+                        if source.exhausted:  # while this worker waited for the lock
+                            return None
+                        try:
+                            item = await anext(async_source)
+                        except StopAsyncIteration:
+                            source.exhausted = True
+                            return None
+                finally:
+                    pull_scopes.discard(scope)
+            if scope.cancelled_caught:
+                return None
+        index = source.next_index
+        source.next_index += 1
+        return index, item
+
+    async def worker(out: ObjectSendStream[Outcome]) -> None:
+        async with out:
+            while True:
+                pulled = await pull()
+                if pulled is None:
+                    return
+                index, item = pulled
+                progress.in_flight += 1
                 try:
                     outcome = await _send_one(client, index, item, book, clock)
                 finally:
@@ -269,36 +317,19 @@ async def _run(
                     except anyio.WouldBlock:
                         await out.send(outcome)
                 except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                    pass  # the consumer stopped early: the journal still has it
-        finally:
-            slots.release()
+                    return  # the consumer stopped early: the journal still has it
 
-    async def produce(tg: TaskGroup, out: ObjectSendStream[Outcome]) -> None:
-        async with out, aclosing(_iterate(messages)) as source:
-            index = 0
-            while True:
-                await slots.acquire()  # a free slot before pulling the next input
-                try:
-                    item = await source.__anext__()
-                except StopAsyncIteration:
-                    slots.release()
-                    return
-                progress.in_flight += 1
-                tg.start_soon(one, index, item, out.clone())
-                index += 1
+    def stop() -> None:
+        """Pull nothing more; sends on the wire finish."""
+        source.exhausted = True
+        for scope in pull_scopes:
+            scope.cancel()
 
-    # fast_acquire: a free slot is taken without a trip through the event loop, so when a
-    # burst of answers frees many slots the producer starts as many sends in one pass
-    slots = anyio.Semaphore(concurrency, fast_acquire=True)
     try:
         async with anyio.create_task_group() as tg:
-            producer = anyio.CancelScope()
-
-            async def produce_until_stopped() -> None:
-                with producer:
-                    await produce(tg, send_stream)
-
-            tg.start_soon(produce_until_stopped)
+            async with send_stream:
+                for _ in range(concurrency):
+                    tg.start_soon(worker, send_stream.clone())
             async with receive_stream:
                 while True:
                     # take what is buffered without a trip through the event loop per
@@ -322,7 +353,7 @@ async def _run(
                         yield outcome
                     except GeneratorExit:
                         # Closed early: pull nothing more, let sends on the wire finish.
-                        producer.cancel()
+                        stop()
                         break
     finally:
         if book is not None:

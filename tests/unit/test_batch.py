@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import tracemalloc
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import anyio
@@ -117,6 +117,51 @@ async def test_a_slow_consumer_holds_the_senders_back() -> None:
                 if yielded == 50:
                     break
     assert pulled <= 50 + 2 * 4
+
+
+async def test_async_input_pulled_by_one_worker_at_a_time_in_order() -> None:
+    async def source() -> AsyncIterator[dict[str, str]]:
+        for i in range(60):
+            await anyio.lowlevel.checkpoint()  # a real async source suspends between items
+            yield {"mobile": f"139{i:08d}", "content": f"m{i}"}
+
+    transport = httpx.MockTransport(
+        lambda request: httpx.Response(200, json={"code": 2, "smsid": "16842079209571524017"})
+    )
+    async with IhuyiClient("APIID", "KEY", transport=transport, limiter=None) as client:
+        outcomes = [o async for o in client.send_many(source(), concurrency=8)]
+    assert sorted(o.index for o in outcomes) == list(range(60))
+    assert all(o.ok and o.message.content == f"m{o.index}" for o in outcomes)
+
+
+async def test_early_close_does_not_wait_for_a_stalled_async_input() -> None:
+    never = anyio.Event()
+
+    async def source() -> AsyncIterator[dict[str, str]]:
+        for i in range(3):
+            yield {"mobile": f"139{i:08d}", "content": "x"}
+        await never.wait()  # e.g. a queue nobody feeds any more
+        yield {"mobile": "13900000099", "content": "never sent"}  # pragma: no cover
+
+    requests = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal requests
+        requests += 1
+        return httpx.Response(200, json={"code": 2, "smsid": "16842079209571524017"})
+
+    got = 0
+    with anyio.fail_after(10):  # a bound, not a timing assertion
+        async with IhuyiClient(
+            "APIID", "KEY", transport=httpx.MockTransport(handler), limiter=None
+        ) as client:
+            async with client.send_many(source(), concurrency=4) as outcomes:
+                async for outcome in outcomes:
+                    got += 1
+                    assert outcome.ok
+                    if got == 3:
+                        break
+    assert got == 3 and requests == 3
 
 
 async def test_repeated_numbers_are_paced_not_failed() -> None:
