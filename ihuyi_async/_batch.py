@@ -19,11 +19,13 @@ from collections.abc import (
     Iterable,
     Iterator,
     Mapping,
+    Sized,
 )
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream as ObjectReceiveStream
 from anyio.streams.memory import MemoryObjectSendStream as ObjectSendStream
 
 from ._exceptions import (
@@ -215,14 +217,21 @@ def _status_of(exc: BaseException) -> OutcomeStatus:
     return "invalid"
 
 
-class _Source:
-    """Where a run is in its input."""
+class _RunState:
+    """Shared by a run's workers: where the input is, whether the run was stopped, and the
+    cancel scopes of the workers that have nothing on the wire."""
 
-    __slots__ = ("exhausted", "next_index")
+    __slots__ = ("cancellable", "exhausted", "next_index", "stopped")
 
     def __init__(self) -> None:
-        self.exhausted = False
+        self.exhausted = False  # the input has no more messages
+        self.stopped = False  # closed early: pull nothing more, send nothing new
         self.next_index = 0
+        self.cancellable: set[anyio.CancelScope] = set()
+
+
+class _Stopped(Exception):
+    """Raised right before a request would go on the wire after the run was stopped."""
 
 
 def send_many(
@@ -259,58 +268,89 @@ async def _run(
     # taken before the input is pulled, and a worker waiting to hand its outcome to a slow
     # consumer still holds its slot, so at most `concurrency` sends plus `concurrency`
     # buffered outcomes exist at any time. One long-lived task per slot, not one per message.
+    # A sync input is pulled by the free worker itself (`next()` cannot suspend); an async
+    # input only ever by one puller task, since it may hold cancel scopes, task groups or
+    # context across its `yield`s, which must stay in the task that entered them.
+    run = _RunState()
     sync_source: Iterator[Any] | None = None
     async_source: AsyncIterator[Any] | None = None
     if isinstance(messages, AsyncIterable):
         async_source = aiter(messages)
     else:
         sync_source = iter(messages)
-    pulling = anyio.Lock(fast_acquire=True)  # an async source is pulled by one worker at a time
-    source = _Source()
-    pull_scopes: set[anyio.CancelScope] = set()
+    work_send, work_receive = anyio.create_memory_object_stream[tuple[int, Any]](0)
+    ready = anyio.Semaphore(0, fast_acquire=True)  # workers waiting for an async input's item
 
-    async def pull() -> tuple[int, Any] | None:
+    async def puller() -> None:
+        assert async_source is not None
+        async with work_send:
+            try:
+                with anyio.CancelScope() as scope:
+                    run.cancellable.add(scope)
+                    index = 0
+                    while True:
+                        await ready.acquire()  # a worker is free: only now pull the next input
+                        try:
+                            item = await anext(async_source)
+                        except StopAsyncIteration:
+                            return
+                        await work_send.send((index, item))  # no buffer: to that worker
+                        index += 1
+            finally:
+                if inspect.isasyncgen(async_source):
+                    # stopped early: finalise the generator here, in the task that ran it
+                    await async_source.aclose()
+
+    async def pull(inbox: ObjectReceiveStream[tuple[int, Any]]) -> tuple[int, Any] | None:
         if sync_source is not None:
-            if source.exhausted:
+            if run.exhausted:
                 return None
             try:
                 item = next(sync_source)  # no await: atomic between checkpoints
             except StopIteration:
-                source.exhausted = True
+                run.exhausted = True
                 return None
-        else:
-            assert async_source is not None
-            with anyio.CancelScope() as scope:  # cancelled by an early close
-                pull_scopes.add(scope)
-                try:
-                    async with pulling:
-                        if source.exhausted:  # while this worker waited for the lock
-                            return None
-                        try:
-                            item = await anext(async_source)
-                        except StopAsyncIteration:
-                            source.exhausted = True
-                            return None
-                finally:
-                    pull_scopes.discard(scope)
-            if scope.cancelled_caught:
-                return None
-        index = source.next_index
-        source.next_index += 1
-        return index, item
+            index = run.next_index
+            run.next_index += 1
+            return index, item
+        ready.release()
+        try:
+            return await inbox.receive()
+        except anyio.EndOfStream:
+            return None
 
-    async def worker(out: ObjectSendStream[Outcome]) -> None:
-        async with out:
-            while True:
-                pulled = await pull()
-                if pulled is None:
+    async def worker(
+        out: ObjectSendStream[Outcome], inbox: ObjectReceiveStream[tuple[int, Any]]
+    ) -> None:
+        async with out, inbox:
+            while not run.stopped:
+                # Until its request goes on the wire a worker can be stopped by an early close
+                # (waiting for input, for its number's turn, or for the limiter); after, it
+                # finishes, so the outcome of a request on the wire is always known.
+                with anyio.CancelScope() as scope:
+                    run.cancellable.add(scope)
+
+                    def on_wire(scope: anyio.CancelScope = scope) -> None:
+                        if run.stopped:
+                            raise _Stopped  # the send refunds its limiter slot; nothing written
+                        run.cancellable.discard(scope)
+
+                    try:
+                        pulled = await pull(inbox)
+                        if pulled is None or run.stopped:
+                            return
+                        index, item = pulled
+                        progress.in_flight += 1
+                        try:
+                            outcome = await _send_one(client, index, item, book, clock, on_wire)
+                        finally:
+                            progress.in_flight -= 1
+                    except _Stopped:
+                        return
+                    finally:
+                        run.cancellable.discard(scope)
+                if scope.cancelled_caught:
                     return
-                index, item = pulled
-                progress.in_flight += 1
-                try:
-                    outcome = await _send_one(client, index, item, book, clock)
-                finally:
-                    progress.in_flight -= 1
                 try:
                     try:
                         out.send_nowait(outcome)  # room in the buffer: no trip through the loop
@@ -320,16 +360,23 @@ async def _run(
                     return  # the consumer stopped early: the journal still has it
 
     def stop() -> None:
-        """Pull nothing more; sends on the wire finish."""
-        source.exhausted = True
-        for scope in pull_scopes:
+        """Pull nothing more and send nothing new; requests on the wire finish."""
+        run.stopped = True
+        for scope in run.cancellable:
             scope.cancel()
 
+    workers = concurrency
+    if isinstance(messages, Sized):
+        workers = max(1, min(concurrency, len(messages)))
     try:
         async with anyio.create_task_group() as tg:
-            async with send_stream:
-                for _ in range(concurrency):
-                    tg.start_soon(worker, send_stream.clone())
+            async with send_stream, work_receive:
+                if async_source is not None:
+                    tg.start_soon(puller)
+                else:
+                    work_send.close()
+                for _ in range(workers):
+                    tg.start_soon(worker, send_stream.clone(), work_receive.clone())
             async with receive_stream:
                 while True:
                     # take what is buffered without a trip through the event loop per
@@ -361,7 +408,12 @@ async def _run(
 
 
 async def _send_one(
-    client: IhuyiClient, index: int, item: Any, book: Journal | None, clock: Any
+    client: IhuyiClient,
+    index: int,
+    item: Any,
+    book: Journal | None,
+    clock: Any,
+    before_wire: Callable[[], None] | None = None,
 ) -> Outcome:
     try:
         message = Message.from_any(item)
@@ -378,6 +430,8 @@ async def _send_one(
             return Outcome(index, message, "already_unknown")
 
     def on_wire() -> None:
+        if before_wire is not None:
+            before_wire()  # may raise to stop the send (nothing written, slot refunded)
         if book is not None:
             book.write(
                 key,

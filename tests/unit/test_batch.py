@@ -205,20 +205,69 @@ async def test_cancelling_stops_promptly_and_leaves_limiter_exact() -> None:
         requests += 1
         return httpx.Response(200, json={"code": 2, "smsid": "16842079209571524017"})
 
-    # 20 messages to 2 numbers: after the first two, every send waits for its turn.
+    # 20 messages to 2 numbers: after the first two, every send waits for its turn, and the
+    # fake clock never moves: closing must not wait for those turns (nor send them).
     msgs = ({"mobile": f"1380013800{i % 2}", "content": f"m{i}"} for i in range(20))
     got = []
     async with IhuyiClient("APIID", "KEY", transport=httpx.MockTransport(handler), clock=clock, limiter=limiter) as client:
-        with anyio.move_on_after(1):
+        with anyio.move_on_after(10) as bound:  # a bound on a hang, not a timing assertion
             async with client.send_many(msgs, concurrency=10) as outcomes:
                 async for outcome in outcomes:
                     got.append(outcome)
                     if len(got) == 2:
                         break
+    assert not bound.cancelled_caught, "closing the run waited for sends that were not on the wire"
     stats = limiter.statistics()
     assert requests == 2 and len(got) == 2
     assert stats.waiting == 0
     assert stats.acquired - stats.refunded == requests  # slots held == requests made
+
+
+async def test_async_input_keeping_a_cancel_scope_across_yields() -> None:
+    """An async input is resumed in one task only (its scopes belong to that task)."""
+
+    async def source() -> AsyncIterator[dict[str, str]]:
+        with anyio.move_on_after(3600):  # e.g. a cursor read under a timeout
+            for i in range(12):
+                await anyio.lowlevel.checkpoint()
+                yield {"mobile": f"139{i:08d}", "content": f"m{i}"}
+
+    transport = httpx.MockTransport(
+        lambda request: httpx.Response(200, json={"code": 2, "smsid": "16842079209571524017"})
+    )
+    async with IhuyiClient("APIID", "KEY", transport=transport, limiter=None) as client:
+        outcomes = [o async for o in client.send_many(source(), concurrency=3)]
+    assert sorted(o.index for o in outcomes) == list(range(12)) and all(o.ok for o in outcomes)
+
+
+async def test_nothing_is_sent_after_an_early_close_even_if_input_just_arrived() -> None:
+    feed_send, feed_receive = anyio.create_memory_object_stream[dict[str, str]](10)
+    requests = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal requests
+        requests += 1
+        return httpx.Response(200, json={"code": 2, "smsid": "16842079209571524017"})
+
+    async def source() -> AsyncIterator[dict[str, str]]:
+        async with feed_receive:
+            async for item in feed_receive:
+                yield item
+
+    async def feed_more(progress: object) -> None:
+        # a new message arrives in the same pass as the consumer's decision to stop
+        await feed_send.send({"mobile": "13900000002", "content": "too late"})
+
+    await feed_send.send({"mobile": "13900000001", "content": "first"})
+    with anyio.fail_after(10):  # a bound on a hang
+        async with IhuyiClient(
+            "APIID", "KEY", transport=httpx.MockTransport(handler), limiter=None
+        ) as client:
+            async with client.send_many(source(), concurrency=4, on_progress=feed_more) as outcomes:
+                async for _outcome in outcomes:
+                    break
+    feed_send.close()
+    assert requests == 1
 
 
 async def test_progress_hook() -> None:
