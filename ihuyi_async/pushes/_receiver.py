@@ -32,7 +32,7 @@ import inspect
 import logging
 import math
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
@@ -41,6 +41,7 @@ import anyio
 import anyio.to_thread
 
 from .._clock import Clock, SystemClock
+from ._asgi import Receive, Scope, Send, serve_lifespan
 from ._dedupe import ClaimState, DedupeStore, MemoryDedupe
 from ._guards import DEFAULT_MAX_BODY, Guards, NetworkLike
 from ._models import DeliveryReceipt, Push, PushParseError, Reply, TemplateReview, parse_push
@@ -62,10 +63,6 @@ ReplyHandler = Callable[[Reply], Awaitable[None] | None]
 #: A template review handler: a plain or ``async`` callable.
 TemplateReviewHandler = Callable[[TemplateReview], Awaitable[None] | None]
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 BodyReader = Callable[[int], Awaitable[bytes | None]]
 
 _MAX_FIELDS = 64
@@ -300,7 +297,7 @@ class PushReceiver:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The ASGI entry point (``http``; ``lifespan`` is acknowledged; other scopes closed)."""
         if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
+            await serve_lifespan(receive, send)
             return
         if scope["type"] != "http":
             if scope["type"] == "websocket":
@@ -353,16 +350,6 @@ class PushReceiver:
         headers.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers)
         await send({"type": "http.response.start", "status": answer.status, "headers": headers})
         await send({"type": "http.response.body", "body": answer.body})
-
-    @staticmethod
-    async def _lifespan(receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
 
     # -- the pipeline ------------------------------------------------------------
 

@@ -52,10 +52,10 @@ import re
 import threading
 import time as _time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, MutableMapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 from urllib.parse import unquote_plus
 from xml.sax.saxutils import escape
 
@@ -77,6 +77,7 @@ from .._validation import (
     validate_content,
 )
 from ..pushes import receipt_form, reply_form, template_review_form
+from ..pushes._asgi import Receive, Scope, Send, serve_lifespan
 from ._faults import Fault, FaultPlan
 from ._pushes import PushRecord, post_with_retries
 
@@ -110,10 +111,6 @@ _JSON_PATHS = {"/sms/submit.json": "Submit", "/sms/getnum.json": "GetNum"}
 _MAX_BODY = 1 << 20
 
 Flavour = Literal["legacy", "json"]
-Scope = MutableMapping[str, Any]
-ASGIMessage = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[ASGIMessage]]
-Send = Callable[[ASGIMessage], Awaitable[None]]
 
 
 def _parse_form(text: str) -> dict[str, str]:
@@ -986,13 +983,8 @@ class Emulator:
     async def app(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The emulator as a pure ASGI 3 application (HTTP and lifespan)."""
         if scope["type"] == "lifespan":
-            while True:  # bounded: the server sends shutdown
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await serve_lifespan(receive, send)
+            return
         if scope["type"] != "http":
             return
         chunks: list[bytes] = []
