@@ -177,13 +177,7 @@ class _Table:
 
     def reserver(self, selected: tuple[int, ...]) -> _Reserver:
         """The compiled reserve function of one selection of rules (cached)."""
-        fn = self._reservers.get(selected)
-        if fn is None:
-            keep = len(self._reservers) < 256
-            fn = _compile(self, selected, eager=False, live=keep)
-            if keep:
-                self._reservers[selected] = fn
-        return fn
+        return self._reservers.get(selected) or self._compiled(self._reservers, selected, False)
 
     def eager_reserver(self, selected: tuple[int, ...]) -> _EagerReserver:
         """The variant for "take it now or not at all" callers (``try_acquire``).
@@ -192,12 +186,15 @@ class _Table:
         bucket has no token (without evaluating the windows, and without building the
         reason). Grants and state changes are identical to :meth:`reserver`'s.
         """
-        fn = self._eager.get(selected)
-        if fn is None:
-            keep = len(self._eager) < 256
-            fn = _compile(self, selected, eager=True, live=keep)
-            if keep:
-                self._eager[selected] = fn
+        return self._eager.get(selected) or self._compiled(self._eager, selected, True)
+
+    def _compiled(
+        self, cache: dict[tuple[int, ...], Any], selected: tuple[int, ...], eager: bool
+    ) -> Callable[[str, str, float, float], Any]:
+        keep = len(cache) < 256  # beyond: a one-off that reads the table, registers nothing
+        fn = _compile(self, selected, eager=eager, live=keep)
+        if keep:
+            cache[selected] = fn
         return fn
 
     def reserve_interpreted(
