@@ -287,15 +287,15 @@ async def _run(
             try:
                 with anyio.CancelScope() as scope:
                     run.cancellable.add(scope)
-                    index = 0
                     while True:
                         await ready.acquire()  # a worker is free: only now pull the next input
                         try:
                             item = await anext(async_source)
                         except StopAsyncIteration:
                             return
+                        index = run.next_index
+                        run.next_index += 1
                         await work_send.send((index, item))  # no buffer: to that worker
-                        index += 1
             finally:
                 if inspect.isasyncgen(async_source):
                     # stopped early: finalise the generator here, in the task that ran it
