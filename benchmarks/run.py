@@ -420,6 +420,15 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_report(report: dict[str, Any], output: Path) -> str:
+    """Write ``send.json`` and ``send.md`` into ``output``; return the Markdown."""
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "send.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    text = markdown(report)
+    (output / "send.md").write_text(text)
+    return text
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -446,8 +455,7 @@ def main(argv: list[str] | None = None) -> None:
         report["memory"] = _memory.run_all(
             quick=args.quick, sizes=_memory.QUICK_SIZES if args.quick else _memory.FULL_SIZES
         )
-        (args.output / "send.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-        (args.output / "send.md").write_text(markdown(report))
+        write_report(report, args.output)
         return
 
     count = args.count or (2_000 if args.quick else 20_000)
@@ -485,12 +493,8 @@ def main(argv: list[str] | None = None) -> None:
         "targets": targets(rows),
         "memory": memory,
     }
-    args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / "send.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-    text = markdown(report)
-    (args.output / "send.md").write_text(text)
     print()
-    print(text)
+    print(write_report(report, args.output))
 
 
 if __name__ == "__main__":
