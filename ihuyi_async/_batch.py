@@ -30,7 +30,6 @@ from anyio.streams.memory import MemoryObjectSendStream as ObjectSendStream
 
 from ._exceptions import (
     ApiError,
-    DeliveryUnknownError,
     IhuyiError,
     LocalRateLimitError,
     TransportError,
@@ -205,16 +204,26 @@ class BatchRun:
         await self._gen.aclose()
 
 
-def _status_of(exc: BaseException) -> OutcomeStatus:
-    if isinstance(exc, DeliveryUnknownError):
-        return "unknown"
-    if isinstance(exc, LocalRateLimitError):
-        return "refused"
-    if isinstance(exc, ApiError):
-        return "invalid" if exc.local else "rejected"
-    if isinstance(exc, TransportError):
+def _status_of(exc: Exception, wired: bool) -> OutcomeStatus:
+    """The status of a failed send, decided by *where* it stopped, not only by what was raised.
+
+    Before the wire (``on_wire`` not yet called) nothing can have reached the provider:
+    ``refused`` (our limiter), ``invalid`` (local validation, a malformed message) or
+    ``not_sent`` (anything else). After it, only a provider's answer (``rejected``) or the
+    transport's proof that nothing was written (``not_sent``) is certain; any other exception,
+    of whatever type, is ``unknown``: a sent message is never reported as unsent.
+    """
+    if not wired:
+        if isinstance(exc, LocalRateLimitError):
+            return "refused"
+        if isinstance(exc, (ApiError, TypeError, ValueError)):
+            return "invalid"
         return "not_sent"
-    return "invalid"
+    if isinstance(exc, ApiError) and not exc.local:
+        return "rejected"
+    if isinstance(exc, TransportError) and exc.sent is False:
+        return "not_sent"
+    return "unknown"
 
 
 class _RunState:
@@ -417,7 +426,7 @@ async def _send_one(
 ) -> Outcome:
     try:
         message = Message.from_any(item)
-    except (TypeError, ValueError) as exc:
+    except Exception as exc:  # a malformed item, whatever it raised: nothing was sent
         if book is not None:
             book.write(f"#{index}", "invalid", reason=str(exc)[:200])
         return Outcome(index, item, "invalid", error=exc)
@@ -429,7 +438,10 @@ async def _send_one(
         if previous is not None and previous.status in ("unknown", "pending"):
             return Outcome(index, message, "already_unknown")
 
+    wired = False  # set once the request may go on the wire: decides the status of a failure
+
     def on_wire() -> None:
+        nonlocal wired
         if before_wire is not None:
             before_wire()  # may raise to stop the send (nothing written, slot refunded)
         if book is not None:
@@ -439,6 +451,7 @@ async def _send_one(
                 mobile=mask_mobile(message.mobile),
                 digest=content_digest(message.content or "|".join(message.variables or ())),
             )
+        wired = True
 
     while True:
         try:
@@ -450,26 +463,31 @@ async def _send_one(
                 raise ValueError("message has neither content nor template_id")
             else:
                 result = await client._send_text(message.mobile, message.content, message.kind, on_wire)
+        except _Stopped:
+            raise
         except LocalRateLimitError as exc:
             # The per-second bucket: wait the turn instead of failing (the batch paces).
-            if exc.code == 4080 and exc.retry_after is not None and clock is not None:
+            if not wired and exc.code == 4080 and exc.retry_after is not None and clock is not None:
                 await clock.sleep(exc.retry_after)
                 continue
-            return _finish(book, key, index, message, exc)
-        except (IhuyiError, TypeError, ValueError) as exc:
-            return _finish(book, key, index, message, exc)
+            return _finish(book, key, index, message, exc, wired)
+        except Exception as exc:  # any type: the status comes from where the send stopped
+            return _finish(book, key, index, message, exc, wired)
         if book is not None:
             book.write(key, "accepted", smsid=result.smsid)
         return Outcome(index, message, "accepted", result=result, smsid=result.smsid)
 
 
-def _finish(book: Journal | None, key: str, index: int, message: Message, exc: Exception) -> Outcome:
-    status = _status_of(exc)
+def _finish(
+    book: Journal | None, key: str, index: int, message: Message, exc: Exception, wired: bool
+) -> Outcome:
+    status = _status_of(exc, wired)
     if book is not None:
-        book.write(
-            key,
-            status,
-            code=getattr(exc, "code", None),
-            reason=getattr(exc, "reason", None) or type(exc).__name__,
-        )
+        reason = getattr(exc, "reason", None)
+        if not isinstance(reason, str) or not reason:
+            reason = type(exc).__name__
+            if status == "unknown" and not isinstance(exc, IhuyiError):
+                reason = f"unexpected {reason} after the request went on the wire"
+        code = getattr(exc, "code", None)
+        book.write(key, status, code=code if isinstance(code, int) else None, reason=reason)
     return Outcome(index, message, status, error=exc)

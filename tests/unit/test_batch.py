@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import tracemalloc
 from collections.abc import AsyncIterator, Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 
 import anyio
@@ -336,3 +337,162 @@ async def test_100k_messages_one_outcome_each_and_flat_memory() -> None:
     n_big, peak_big = await run(100_000)
     assert (n_small, n_big) == (10_000, 100_000)
     assert peak_big < 2 * peak_small, (peak_small, peak_big)
+
+
+# -- where a send stopped decides its status (#12) -------------------------------------------
+
+
+def _ok_transport(counter: list[int]) -> httpx.MockTransport:
+    def handler(request: httpx.Request) -> httpx.Response:
+        counter.append(1)
+        return httpx.Response(200, json={"code": 2, "smsid": "16842079209571524017"})
+
+    return httpx.MockTransport(handler)
+
+
+@pytest.mark.parametrize("foreign", [ValueError, TypeError, LookupError])
+async def test_a_foreign_exception_after_the_wire_is_unknown_never_invalid(
+    foreign: type[Exception], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The request reached the server, then the answer's parser raised something foreign."""
+    import ihuyi_async._client as client_module
+
+    real = client_module.parse_submit
+
+    def parse(data: bytes, *args: object, **kwargs: object) -> object:
+        if b"16842079209571524017" in data and parse.calls == 0:  # type: ignore[attr-defined]
+            parse.calls += 1  # type: ignore[attr-defined]
+            raise foreign("Exceeds the limit (4300 digits) for integer string conversion")
+        return real(data, *args, **kwargs)  # type: ignore[arg-type]
+
+    parse.calls = 0  # type: ignore[attr-defined]
+    monkeypatch.setattr(client_module, "parse_submit", parse)
+    requests: list[int] = []
+    journal = tmp_path / "run.jsonl"
+    msgs = [{"mobile": f"1380000000{i}", "content": f"m{i}", "id": f"m{i}"} for i in range(5)]
+    async with IhuyiClient("APIID", "KEY", transport=_ok_transport(requests), limiter=None) as client:
+        outcomes = [o async for o in client.send_many(msgs, concurrency=1, journal=journal)]
+    statuses = [o.status for o in outcomes]
+    assert len(requests) == 5  # every message reached the server
+    assert statuses.count("unknown") == 1 and statuses.count("accepted") == 4, statuses
+    unknown = next(o for o in outcomes if o.status == "unknown")
+    assert isinstance(unknown.error, (foreign, ih.DeliveryUnknownError))
+    last = {}
+    for line in journal.read_text().splitlines():
+        entry = json.loads(line)
+        last[entry["id"]] = entry
+    assert last[unknown.message.id]["status"] == "unknown"  # type: ignore[union-attr]
+    # a rerun never resends it
+    async with IhuyiClient("APIID", "KEY", transport=_ok_transport(requests), limiter=None) as client:
+        again = [o.status async for o in client.send_many(msgs, journal=journal)]
+    assert sorted(again) == ["already_accepted"] * 4 + ["already_unknown"] and len(requests) == 5
+
+
+async def test_one_foreign_exception_does_not_end_the_other_messages_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import ihuyi_async._client as client_module
+
+    real = client_module.parse_submit
+    calls = 0
+
+    def parse(data: bytes, *args: object, **kwargs: object) -> object:
+        nonlocal calls
+        calls += 1
+        if calls % 3 == 0:
+            raise LookupError("unknown encoding: x-nonsense")
+        return real(data, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(client_module, "parse_submit", parse)
+    requests: list[int] = []
+    msgs = [{"mobile": f"139{i:08d}", "content": "x"} for i in range(30)]
+    async with IhuyiClient("APIID", "KEY", transport=_ok_transport(requests), limiter=None) as client:
+        outcomes = [o async for o in client.send_many(msgs, concurrency=4)]
+    assert sorted(o.index for o in outcomes) == list(range(30)) and len(requests) == 30
+    assert sorted({o.status for o in outcomes}) == ["accepted", "unknown"]
+    assert sum(o.status == "unknown" for o in outcomes) == 10
+
+
+async def test_a_foreign_exception_before_the_wire_is_not_sent_and_the_run_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    limiter = Limiter()
+    real = Limiter.acquire
+    calls = 0
+
+    async def acquire(self: Limiter, *args: object, **kwargs: object) -> object:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise RuntimeError("this backend cannot run on this event loop")
+        return await real(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Limiter, "acquire", acquire)
+    requests: list[int] = []
+    msgs = [{"mobile": f"139{i:08d}", "content": "x"} for i in range(4)]
+    async with IhuyiClient("APIID", "KEY", transport=_ok_transport(requests), limiter=limiter) as client:
+        outcomes = sorted([o async for o in client.send_many(msgs, concurrency=1)], key=lambda o: o.index)
+    assert [o.status for o in outcomes] == ["accepted", "not_sent", "accepted", "accepted"]
+    assert isinstance(outcomes[1].error, RuntimeError) and len(requests) == 3
+
+
+class _RaisingClient:
+    """Duck-typed client for the batch layer alone: calls ``on_wire`` (or not), then raises."""
+
+    limiter = None
+
+    def __init__(self, raise_after_wire: dict[str, BaseException], raise_before: dict[str, BaseException]) -> None:
+        self.after = raise_after_wire
+        self.before = raise_before
+        self.wired: list[str] = []
+
+    def _enter(self) -> None:
+        pass
+
+    async def _send_text(self, mobile: str, content: str, kind: object, on_wire: object) -> object:
+        await anyio.lowlevel.checkpoint()
+        if content in self.before:
+            raise self.before[content]
+        assert callable(on_wire)
+        on_wire()
+        self.wired.append(content)
+        await anyio.lowlevel.checkpoint()
+        if content in self.after:
+            raise self.after[content]
+        return ih.SendResult(
+            smsid="16842079209571524017", segments=1, mobile=mobile, sent_at=datetime.now(timezone.utc)
+        )
+
+
+async def test_batch_status_comes_from_where_the_send_stopped(tmp_path: Path) -> None:
+    from ihuyi_async._batch import send_many
+
+    after: dict[str, BaseException] = {
+        "a-value": ValueError("int string too long"),
+        "a-type": TypeError("unhashable"),
+        "a-lookup": LookupError("unknown encoding"),
+        "a-key": KeyError("smsid"),
+        "a-transport": ih.TransportError("not sent: pool_timeout", sent=False),
+        "a-rejected": ih.AccountError(4051, "剩余条数不足", category="account"),
+    }
+    before: dict[str, BaseException] = {
+        "b-value": ValueError("template_id must be a positive int"),
+        "b-runtime": RuntimeError("backend='aiohttp' runs on asyncio only"),
+        "b-transport": ih.TransportError("not sent: connect_error"),
+    }
+    fake = _RaisingClient(after, before)
+    msgs = [{"mobile": "13800138000", "content": c, "id": c} for c in [*after, *before, "fine"]]
+    journal = tmp_path / "j.jsonl"
+    got = {o.message.id: o.status async for o in send_many(fake, msgs, concurrency=3, journal=journal)}  # type: ignore[arg-type, union-attr]
+    assert got == {
+        "a-value": "unknown", "a-type": "unknown", "a-lookup": "unknown", "a-key": "unknown",
+        "a-transport": "not_sent", "a-rejected": "rejected",
+        "b-value": "invalid", "b-runtime": "not_sent", "b-transport": "not_sent",
+        "fine": "accepted",
+    }
+    last = {}
+    for line in journal.read_text().splitlines():
+        entry = json.loads(line)
+        last[entry["id"]] = entry
+    assert last["a-value"]["status"] == "unknown" and "ValueError" in last["a-value"]["reason"]
+    assert "on the wire" in last["a-lookup"]["reason"]
