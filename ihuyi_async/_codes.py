@@ -119,6 +119,8 @@ CODES: dict[int, CodeInfo] = {
            "Top up the account."),
         _c(4052, ("访问 ip 与备案 ip 不符",), "The caller's IP differs from the registered IP.",
            "auth", "Register this host's IP with the provider."),
+        _c(4053, ("用户不存在",), "The user (account) does not exist.", "auth",
+           "Check the APIID (account=, IHUYI_ACCOUNT) against the provider's console."),
         _c(406, ("手机格式不正确",), "The mobile number format is wrong.", "request",
            "Use an 11-digit mainland number, 1[3-9]xxxxxxxxx.", permanent=True),
         _c(407, ("短信内容含有敏感字符",), "The content contains sensitive words.", "content",

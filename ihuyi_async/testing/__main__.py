@@ -11,14 +11,11 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from .._clock import SystemClock
 from ._emulator import DEFAULT_ACCOUNTS, Emulator
+from ._http1 import HttpServer
 from ._server import _bind, serve
-
-if TYPE_CHECKING:
-    import uvicorn
 
 __all__ = ["main"]
 
@@ -69,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sock = _bind(args.host, args.port)
     port = int(sock.getsockname()[1])
 
-    def ready(server: uvicorn.Server) -> None:
+    def ready(server: HttpServer) -> None:
         sys.stdout.write(f"{port}\n")
         sys.stdout.flush()
         sys.stderr.write(

@@ -11,11 +11,12 @@ keep the balance and the log exact.
 
 Where the provider's documents are silent the emulator guesses, and says so here:
 
-* **Order of checks** (first failure answers): 401, 402, 405 (unknown account),
+* **Order of checks** (first failure answers): 0 (undecodable bytes, see
+  :mod:`~ihuyi_async.testing._wire`), 401, 402, 4053 (unknown account),
   signature (405 / 40501 / 40502), 403, 406, 404, 4074, 4073, templates
   (4071 / 4072 / 40722), 407, 4030, 4051, then the per-number limits 4080, 408,
   4085, 4082.
-* **Passwords**: the plain APIKEY and its lowercase MD5 are accepted by every
+* **Passwords**: the plain APIKEY and its MD5 (hex in either case) are accepted by every
   method; otherwise a ``time`` field makes it a dynamic password (40501 when
   ``|time - now| > time_window``, 40502 when it does not match or ``time`` is not
   a number); without ``time`` a wrong password is 405.
@@ -35,7 +36,7 @@ Where the provider's documents are silent the emulator guesses, and says so here
   Template-mode sends (``templateid``) are always checked: unknown id 4071,
   not approved 4072, wrong variable count 4072, a variable over 8 characters
   40722; the trial template's variable must be 4 to 8 digits (4072).
-* **Billing**: :func:`~ihuyi_async._validation.count_segments` of the content
+* **Billing**: :func:`~ihuyi_async.testing._rules.segments` of the content
   as delivered (in template mode, the rendered template).
 * **smsid**: 20 digits, the 10-digit Unix time of the emulator's clock followed
   by a 10-digit serial (the real ones look like that).
@@ -56,7 +57,6 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Literal
-from urllib.parse import unquote_plus
 from xml.sax.saxutils import escape
 
 import anyio
@@ -65,21 +65,24 @@ import sniffio
 
 from .._clock import Clock, FakeClock
 from .._codes import lookup
-from .._exceptions import ApiError
-from .._signing import getnum_password, key_digest, submit_password
-from .._validation import (
-    TRIAL_TEMPLATE,
-    VARIABLE,
-    count_segments,
-    find_emoji,
-    normalize_mobile,
-    render_template,
-    validate_content,
-)
 from ..pushes import receipt_form, reply_form, template_review_form
 from ..pushes._asgi import Receive, Scope, Send, serve_lifespan
 from ._faults import Fault, FaultPlan
 from ._pushes import PushRecord, post_with_retries
+from ._rules import (
+    PLACEHOLDER,
+    TRIAL_TEMPLATE_TEXT,
+    content_code,
+    extract_code,
+    fill_template,
+    has_emoji,
+    is_verification,
+    md5_hex,
+    mobile_code,
+    same_hex,
+    segments,
+)
+from ._wire import read_fields
 
 __all__ = [
     "CHINA_TZ",
@@ -103,48 +106,13 @@ TRIAL_TEMPLATE_ID = 1
 _NAMESPACE = "http://106.ihuyi.com/"
 _DAY = 86400.0
 _CHINA_OFFSET = 8 * 3600.0
-_CODE_RE = re.compile(r"(?<!\d)(\d{4,8})(?!\d)")
-_KEYWORDS = ("验证码", "校验码", "动态码", "确认码", "激活码", "code")
 _SIGNATURE = r"(?:【[^】]{2,30}】)?"
 _METHODS = {"submit": "Submit", "getnum": "GetNum", "addtemplate": "AddTemplate"}
 _JSON_PATHS = {"/sms/submit.json": "Submit", "/sms/getnum.json": "GetNum"}
 _MAX_BODY = 1 << 20
+_FAILED = {"Submit": {"smsid": "0"}, "GetNum": {"num": "0"}, "AddTemplate": {"templateid": "0"}}
 
 Flavour = Literal["legacy", "json"]
-
-
-def _parse_form(text: str) -> dict[str, str]:
-    """``application/x-www-form-urlencoded`` -> dict (last value wins), as ``parse_qsl`` with
-    ``keep_blank_values=True`` but without its overhead on the common plain fields."""
-    fields: dict[str, str] = {}
-    for pair in text.split("&"):
-        if not pair:
-            continue
-        key, _, value = pair.partition("=")
-        if "%" in key or "+" in key:
-            key = unquote_plus(key)
-        if "%" in value or "+" in value:
-            value = unquote_plus(value)
-        fields[key] = value
-    return fields
-
-
-def is_verification(content: str) -> bool:
-    """The emulator's heuristic for a verification-code message (see the module docs)."""
-    lowered = content.lower()
-    return any(word in lowered for word in _KEYWORDS) and _CODE_RE.search(content) is not None
-
-
-def _extract_code(content: str) -> str | None:
-    lowered = content.lower()
-    for word in _KEYWORDS:
-        index = lowered.find(word)
-        if index >= 0:
-            match = _CODE_RE.search(content, index)
-            if match is not None:
-                return match.group(1)
-    match = _CODE_RE.search(content)
-    return match.group(1) if match else None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -201,6 +169,7 @@ class RecordedRequest:
     :ivar code: the provider code answered (``None`` when the model did not answer).
     :ivar status: the HTTP status answered (``None`` for a dropped or hung call).
     :ivar fault: the kind of fault acted out, if any.
+    :ivar charset: the codec the fields were read with (``"utf-8"``, ``"gb18030"``, ...).
     """
 
     http_method: str
@@ -212,6 +181,7 @@ class RecordedRequest:
     code: int | None
     status: int | None
     fault: str | None
+    charset: str = "utf-8"
 
 
 @dataclass(slots=True, kw_only=True)
@@ -227,7 +197,7 @@ class Template:
 
     def matches(self, content: str) -> bool:
         if self._pattern is None:
-            parts = [re.escape(p) for p in self.content.split(VARIABLE)]
+            parts = [re.escape(p) for p in self.content.split(PLACEHOLDER)]
             self._pattern = re.compile(_SIGNATURE + "(?:.{1,8})".join(parts) + _SIGNATURE, re.S)
         return self._pattern.fullmatch(content) is not None
 
@@ -263,6 +233,8 @@ class _Call:
     flavour: Flavour | None
     fields: dict[str, str]
     fault: Fault | None
+    charset: str = "utf-8"
+    undecodable: bool = False
 
 
 class _Outcome:
@@ -356,7 +328,7 @@ class Emulator:
         self._accounts: dict[str, _Account] = {}
         for account, api_key in accounts.items():
             start = balance if isinstance(balance, int) else int(balance.get(account, 0))
-            self._accounts[account] = _Account(api_key, key_digest(api_key), start)
+            self._accounts[account] = _Account(api_key, md5_hex(api_key), start)
         self.clock: Clock = (
             clock if clock is not None else FakeClock(_time.time(), auto_advance=True)
         )
@@ -391,7 +363,7 @@ class Emulator:
         self._numbers: dict[tuple[str, str], _NumberState] = {}
         self._templates: dict[int, Template] = {
             TRIAL_TEMPLATE_ID: Template(
-                template_id=TRIAL_TEMPLATE_ID, account=None, content=TRIAL_TEMPLATE, status="approved"
+                template_id=TRIAL_TEMPLATE_ID, account=None, content=TRIAL_TEMPLATE_TEXT, status="approved"
             )
         }
         self._template_ids = itertools.count(1001)
@@ -453,7 +425,7 @@ class Emulator:
         """
         for message in reversed(self.messages_to(mobile)):
             if message.verification:
-                code = _extract_code(message.content)
+                code = extract_code(message.content)
                 if code is not None:
                     return code
         raise LookupError("no verification message was sent to that number")
@@ -692,16 +664,15 @@ class Emulator:
 
     @staticmethod
     def _normalize(mobile: str) -> str:
-        try:
-            return normalize_mobile(mobile)
-        except (ApiError, TypeError):
-            return str(mobile).strip()
+        code, number = mobile_code(str(mobile))
+        return number if code == 0 else str(mobile).strip()
 
-    def _prepare(self, http_method: str, path: str, query: str, body: bytes) -> _Call:
+    def _prepare(
+        self, http_method: str, path: str, query: bytes, body: bytes, content_type: str = ""
+    ) -> _Call:
         """Parse one HTTP call and choose its fault (if any). No model state changes."""
-        fields = _parse_form(query) if query else {}
-        if body:
-            fields.update(_parse_form(body[:_MAX_BODY].decode("utf-8", errors="replace")))
+        decoded = read_fields(query, body[:_MAX_BODY], content_type)
+        fields = decoded.values
         lowered = path.lower()
         method: str | None = None
         flavour: Flavour | None = None
@@ -715,7 +686,10 @@ class Emulator:
                         flavour, method = "json", name
                         break
         fault = self.faults.pick(method) if method is not None else None
-        return _Call(http_method.upper(), path, method, flavour, fields, fault)
+        return _Call(
+            http_method.upper(), path, method, flavour, fields, fault, decoded.charset,
+            decoded.undecodable,
+        )
 
     async def _serve(self, call: _Call) -> _Answer | str:
         """Act out the call's fault around the model; an answer, or DROP / HANG."""
@@ -747,10 +721,12 @@ class Emulator:
             return answer
         as_json = call.flavour == "json" or call.fields.get("format", "").lower() == "json"
         with self._lock:
-            if call.method == "Submit":
+            if call.undecodable:
+                code, extra = 0, _FAILED[call.method]
+            elif call.method == "Submit":
                 code, extra = self._submit(call)
             elif call.method == "GetNum":
-                code, extra = self._getnum(call.fields)
+                code, extra = self._getnum(call)
             else:
                 code, extra = self._add_template(call.fields)
         answer = _render(call.method, code, self._text(code, call), extra, as_json=as_json)
@@ -769,9 +745,16 @@ class Emulator:
             code=code,
             status=status,
             fault=call.fault.kind if call.fault is not None else None,
+            charset=call.charset,
         )
         with self._lock:
             self._requests.append(entry)
+
+    def _record_unreadable(self, http_method: str, target: bytes, status: int, reason: str) -> None:
+        """Record a call the loopback server could not read (it answered ``status``)."""
+        path = target.partition(b"?")[0].decode("utf-8", "replace")
+        call = _Call(http_method or "?", path, None, None, {"error": reason}, None)
+        self._record(call, code=None, status=status)
 
     def _text(self, code: int, call: _Call) -> str:
         if code == 2:
@@ -787,8 +770,15 @@ class Emulator:
                 text = text.replace("[20]", f"[{limits.identical_per_day}]")
         return text
 
-    def _authenticate(self, fields: Mapping[str, str], signed: Callable[[str, str, int], str]) -> int:
-        """0 when the caller is who it says, else the provider's code. Lock held."""
+    def _authenticate(
+        self, call: _Call, signed: Callable[[str, str, int], str]
+    ) -> int:
+        """0 when the caller is who it says, else the provider's code. Lock held.
+
+        ``signed`` gives the text a dynamic password hashes (account, key, ..., time);
+        its MD5 is taken over UTF-8 and, for a body in another charset, over that charset.
+        """
+        fields = call.fields
         account = fields.get("account", "").strip()
         if not account:
             return 401
@@ -797,8 +787,8 @@ class Emulator:
             return 402
         entry = self._accounts.get(account)
         if entry is None:
-            return 405
-        if password == entry.api_key or password == entry.digest:
+            return 4053
+        if password == entry.api_key or same_hex(password, entry.digest):
             return 0
         raw_time = fields.get("time", "").strip()
         if not raw_time:
@@ -809,7 +799,9 @@ class Emulator:
             return 40502
         if abs(timestamp - self.clock.time()) > self.time_window:
             return 40501
-        if password.lower() != signed(account, entry.api_key, timestamp):
+        text = signed(account, entry.api_key, timestamp)
+        encodings = ("utf-8",) if call.charset == "utf-8" else ("utf-8", call.charset)
+        if not any(same_hex(password, md5_hex(text, encoding)) for encoding in encodings):
             return 40502
         return 0
 
@@ -820,23 +812,22 @@ class Emulator:
         content = fields.get("content", "")
 
         def signed(account: str, api_key: str, timestamp: int) -> str:
-            return submit_password(account, api_key, raw_mobile, content, timestamp)
+            return f"{account}{api_key}{raw_mobile}{content}{timestamp}"
 
-        code = self._authenticate(fields, signed)
+        code = self._authenticate(call, signed)
         if code:
             return code, failed
         account = fields["account"].strip()
-        try:
-            mobile = normalize_mobile(raw_mobile)
-        except ApiError as exc:
-            return exc.code, failed
+        code, mobile = mobile_code(raw_mobile)
+        if code:
+            return code, failed
         max_length = self.max_length_json if call.flavour == "json" else self.max_length_legacy
         raw_template = fields.get("templateid", "").strip() if call.flavour == "json" else ""
         template_id: int | None = None
         if raw_template:
             if not content.strip():
                 return 404, failed
-            if find_emoji(content) is not None:
+            if has_emoji(content):
                 return 4074, failed
             code, text = self._render_template(account, raw_template, content)
             if code:
@@ -845,10 +836,9 @@ class Emulator:
             if len(text) > max_length:
                 return 4073, failed
         else:
-            try:
-                validate_content(content, max_length=max_length)
-            except ApiError as exc:
-                return exc.code, failed
+            code = content_code(content, max_length)
+            if code:
+                return code, failed
             text = content
             if self.strict_templates and not any(
                 t.status == "approved" and t.account in (None, account) and t.matches(text)
@@ -859,16 +849,16 @@ class Emulator:
             return 407, failed
         if mobile in self.blacklist:
             return 4030, failed
-        segments = count_segments(text)
+        billed = segments(text)
         entry = self._accounts[account]
-        if entry.balance < segments:
+        if entry.balance < billed:
             return 4051, failed
         now = self.clock.time()
         verification = is_verification(text)
         code = self._check_limits(account, mobile, text, verification, now)
         if code:
             return code, failed
-        entry.balance -= segments
+        entry.balance -= billed
         smsid = f"{int(now) % 10**10:010d}{next(self._serial) % 10**10:010d}"
         message = Message(
             account=account,
@@ -877,7 +867,7 @@ class Emulator:
             smsid=smsid,
             time=_dt.datetime.fromtimestamp(now, CHINA_TZ),
             template_id=template_id,
-            segments=segments,
+            segments=billed,
             verification=verification,
             flavour=call.flavour or "legacy",
         )
@@ -907,10 +897,8 @@ class Emulator:
             v.isascii() and v.isdigit() and len(v) >= 4 for v in variables
         ):
             return 4072, ""
-        try:
-            return 0, render_template(template.content, variables)
-        except ValueError:
-            return 4072, ""
+        text = fill_template(template.content, variables)
+        return (4072, "") if text is None else (0, text)
 
     def _check_limits(
         self, account: str, mobile: str, text: str, verification: bool, now: float
@@ -948,11 +936,11 @@ class Emulator:
         state.identical[text] = same + 1
         return 0
 
-    def _getnum(self, fields: Mapping[str, str]) -> tuple[int, dict[str, str]]:
-        code = self._authenticate(fields, getnum_password)
+    def _getnum(self, call: _Call) -> tuple[int, dict[str, str]]:
+        code = self._authenticate(call, lambda account, key, timestamp: f"{account}{key}{timestamp}")
         if code:
             return code, {"num": "0"}
-        return 2, {"num": str(self._accounts[fields["account"].strip()].balance)}
+        return 2, {"num": str(self._accounts[call.fields["account"].strip()].balance)}
 
     def _add_template(self, fields: Mapping[str, str]) -> tuple[int, dict[str, str]]:
         failed = {"templateid": "0"}
@@ -963,12 +951,14 @@ class Emulator:
         if not password:
             return 402, failed
         entry = self._accounts.get(account)
-        if entry is None or password not in (entry.api_key, entry.digest):
+        if entry is None:
+            return 4053, failed
+        if password != entry.api_key and not same_hex(password, entry.digest):
             return 405, failed
         content = fields.get("content", "")
         if not content.strip():
             return 404, failed
-        if find_emoji(content) is not None:
+        if has_emoji(content):
             return 4074, failed
         if any(word and word in content for word in self.sensitive_words):
             return 407, failed
@@ -999,14 +989,18 @@ class Emulator:
             if size <= _MAX_BODY:
                 chunks.append(chunk)
             more = bool(message.get("more_body", False))
-        query = scope.get("query_string", b"").decode("latin-1")
-        call = self._prepare(scope["method"], scope["path"], query, b"".join(chunks))
+        content_type = ""
+        for name, value in scope.get("headers", ()):
+            if name.lower() == b"content-type":
+                content_type = value.decode("latin-1")
+        query = scope.get("query_string", b"")
+        call = self._prepare(scope["method"], scope["path"], query, b"".join(chunks), content_type)
         outcome = await self._serve(call)
         if outcome == _Outcome.HANG:
             await _wait_for_disconnect(receive)
             return
         if outcome == _Outcome.DROP:
-            await _drop_connection(receive, send)
+            await _drop_connection(scope, receive, send)
             return
         assert isinstance(outcome, _Answer)
         await send(
@@ -1070,15 +1064,19 @@ async def _wait_for_disconnect(receive: Receive) -> None:
             return
 
 
-async def _drop_connection(receive: Receive, send: Send) -> None:
+async def _drop_connection(scope: Scope, receive: Receive, send: Send) -> None:
     """Close the connection without an answer.
 
-    ASGI has no message for that. Under uvicorn's h11 protocol (what
-    :class:`~ihuyi_async.testing.EmulatorServer` runs) ``send`` is bound to the
-    request cycle, whose ``transport`` we close: the client sees the connection
-    drop with no byte of answer. Elsewhere we start an answer that promises a
-    body and return without it, which servers turn into a dropped connection.
+    ASGI has no message for that. The emulator's own server
+    (:class:`~ihuyi_async.testing.EmulatorServer`) offers the ``ihuyi.close``
+    extension: the client sees the connection drop with no byte of answer. Under
+    uvicorn's h11 protocol ``send`` is bound to the request cycle, whose
+    ``transport`` we close. Elsewhere we start an answer that promises a body and
+    return without it, which servers turn into a dropped connection.
     """
+    if "ihuyi.close" in scope.get("extensions", {}):
+        await send({"type": "ihuyi.close"})
+        return
     cycle = getattr(send, "__self__", None)
     transport = getattr(cycle, "transport", None)
     if transport is not None and hasattr(transport, "close"):
@@ -1115,7 +1113,11 @@ async def respond(emulator: Emulator, request: httpx.Request) -> httpx.Response:
     """Answer one httpx request from ``emulator`` (shared by the transport and respx)."""
     body = await request.aread()
     call = emulator._prepare(
-        request.method, request.url.path, request.url.query.decode("latin-1"), body
+        request.method,
+        request.url.path,
+        request.url.query,
+        body,
+        request.headers.get("content-type", ""),
     )
     if call.fault is None:  # the common path: no cancel scope, no await
         answer = emulator._answer(call, record=True)

@@ -10,7 +10,8 @@ pytest-asyncio, anyio's pytest plugin, or no async plugin at all):
 ``ihuyi_client``
     an :class:`~ihuyi_async.IhuyiClient` wired to that emulator: its first account,
     the emulator's clock, the in-process transport (or the loopback server with
-    ``loopback=True``). It holds no open socket between calls, so it needs no closing.
+    ``loopback=True``). It holds no open socket between calls; the fixture closes it
+    at teardown when the test did not.
 ``ihuyi_server``
     an :class:`~ihuyi_async.testing.EmulatorServer` serving ``ihuyi_emulator`` on
     127.0.0.1 (a free port), for clients in other threads, processes or languages.
@@ -33,6 +34,7 @@ Configure them with the ``ihuyi`` marker; its keywords are
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -97,13 +99,26 @@ def ihuyi_emulator(request: pytest.FixtureRequest) -> Iterator[Emulator]:
 
 @pytest.fixture
 def ihuyi_server(ihuyi_emulator: Emulator) -> Iterator[EmulatorServer]:
-    """``ihuyi_emulator`` served on 127.0.0.1 (a free port) by uvicorn in a thread."""
+    """``ihuyi_emulator`` served on 127.0.0.1 (a free port) in a thread."""
     with EmulatorServer(ihuyi_emulator) as server:
         yield server
 
 
+def _close(client: IhuyiClient) -> None:
+    """Close ``client`` after its test's event loop ended: its transports hold no socket
+    (in-process, or loopback without keep-alive), so a fresh loop in a worker thread can
+    close it (any loop, whatever the test ran under)."""
+    import asyncio
+
+    if client.is_closed:
+        return
+    worker = threading.Thread(target=asyncio.run, args=(client.aclose(),), name="ihuyi-close")
+    worker.start()
+    worker.join(10.0)
+
+
 @pytest.fixture
-def ihuyi_client(request: pytest.FixtureRequest, ihuyi_emulator: Emulator) -> IhuyiClient:
+def ihuyi_client(request: pytest.FixtureRequest, ihuyi_emulator: Emulator) -> Iterator[IhuyiClient]:
     """An :class:`~ihuyi_async.IhuyiClient` wired to ``ihuyi_emulator``."""
     import httpx
 
@@ -120,4 +135,6 @@ def ihuyi_client(request: pytest.FixtureRequest, ihuyi_emulator: Emulator) -> Ih
     else:
         kwargs["transport"] = ihuyi_emulator.transport
     kwargs.update(options.client)
-    return IhuyiClient(account, ihuyi_emulator.api_key_of(account), **kwargs)
+    client = IhuyiClient(account, ihuyi_emulator.api_key_of(account), **kwargs)
+    yield client
+    _close(client)

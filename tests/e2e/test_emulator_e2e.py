@@ -129,10 +129,11 @@ async def test_plain_signing_is_accepted(connect: Any) -> None:
 # --------------------------------------------------------------------------- one test per server-side rule
 
 
-async def test_rule_405_unknown_account(connect: Any) -> None:
+async def test_rule_4053_unknown_account(connect: Any) -> None:
     em = Emulator({"someone": "else"}, clock=FakeClock(START))
     client = await connect(em)
-    assert (await refused(client.send(MOBILE, TRIAL))).code == 405
+    error = await refused(client.send(MOBILE, TRIAL))
+    assert error.code == 4053 and isinstance(error, ih.AuthenticationError)
 
 
 async def test_rule_40502_wrong_key(connect: Any) -> None:

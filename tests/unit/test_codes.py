@@ -8,7 +8,7 @@ EXPECTED = {
     402: ih.AuthenticationError, 403: ih.InvalidRequestError, 4030: ih.BlacklistedError,
     404: ih.InvalidRequestError, 405: ih.AuthenticationError, 4050: ih.AccountError,
     40501: ih.AuthenticationError, 40502: ih.AuthenticationError, 4051: ih.AccountError,
-    4052: ih.AuthenticationError, 406: ih.InvalidRequestError, 407: ih.ContentRejectedError,
+    4052: ih.AuthenticationError, 4053: ih.AuthenticationError, 406: ih.InvalidRequestError, 407: ih.ContentRejectedError,
     4070: ih.TemplateError, 4071: ih.TemplateError, 4072: ih.TemplateError,
     40722: ih.TemplateError, 4073: ih.ContentRejectedError, 4074: ih.ContentRejectedError,
     4075: ih.TemplateError, 408: ih.RateLimitedError, 4080: ih.RateLimitedError,

@@ -173,8 +173,12 @@ async def test_402_empty_password() -> None:
     assert response.json()["code"] == 402
 
 
-async def test_405_unknown_account() -> None:
-    assert (await submit(make(), account="someone-else"))["code"] == 405
+async def test_4053_unknown_account_405_wrong_key() -> None:
+    em = make()
+    assert (await submit(em, account="someone-else"))["code"] == 4053
+    assert (await submit(em, key="wrong"))["code"] == 40502
+    fields = {"account": "someone-else", "password": KEY, "mobile": MOBILE, "content": TRIAL}
+    assert (await post(em, "/sms/Submit.json", fields)).json()["code"] == 4053
 
 
 async def test_405_wrong_plain_key_and_plain_key_accepted() -> None:
