@@ -5,27 +5,39 @@ httpx's pool per message (see ``benchmarks/``). Errors are translated here,
 from aiohttp's own exception classes, into :class:`WireError`:
 
 * not written: :class:`aiohttp.ClientConnectorError` (refused, DNS, TLS handshake),
-  :class:`aiohttp.ConnectionTimeoutError` (connect or waiting for a pooled connection),
-  :class:`aiohttp.InvalidURL`;
+  :class:`aiohttp.ConnectionTimeoutError` (connecting), :class:`aiohttp.InvalidURL`,
+  and waiting too long for a free pooled connection (``pool_timeout``);
 * written: :class:`aiohttp.SocketTimeoutError` (read timeout),
-  :class:`aiohttp.ServerDisconnectedError`, any other :class:`aiohttp.ClientError`.
+  :class:`aiohttp.ServerDisconnectedError`, any other :class:`aiohttp.ClientError`
+  once a connection was handed over (before that, nothing was written).
+
+The pool is ours: a FIFO semaphore of ``max_connections`` in front of an
+unlimited connector, so waiting for a free connection is bounded by the pool
+timeout and the call's deadline, never by the connect timeout (which aiohttp's
+own queue would charge it to), and waiters are served in order.
 
 The session is created lazily on first use, inside the running event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import sniffio
 
-from ._transport import FORM_HEADERS, WireError
+from ._transport import FORM_HEADERS, CallProgress, WireError
 from ._transport import oversized_error as _oversized
 
 if TYPE_CHECKING:
     import aiohttp
 
 __all__ = ["AiohttpTransport"]
+
+#: The progress of the call running in this task; the connector marks it.
+_PROGRESS: ContextVar[CallProgress | None] = ContextVar("ihuyi_aiohttp_progress", default=None)
 
 
 def _import_aiohttp() -> Any:
@@ -38,15 +50,48 @@ def _import_aiohttp() -> Any:
     return aiohttp
 
 
+_connector_class: Any = None
+
+
+def _marking_connector(aio: Any) -> Any:
+    """A :class:`aiohttp.TCPConnector` that marks the call's progress when it hands over a
+    connection: from then on the request may be on the wire."""
+    global _connector_class
+    if _connector_class is None:
+
+        class _MarkingConnector(aio.TCPConnector):  # type: ignore[misc]
+            async def connect(self, req: Any, traces: Any, timeout: Any) -> Any:  # noqa: ASYNC109
+                conn = await super().connect(req, traces, timeout)
+                progress = _PROGRESS.get()
+                if progress is not None:
+                    progress.written = True
+                return conn
+
+        _connector_class = _MarkingConnector
+    return _connector_class
+
+
 class AiohttpTransport:
     """Backend on one pooled :class:`aiohttp.ClientSession` (asyncio only).
 
-    :param connect_timeout: seconds to connect or to wait for a pooled connection.
+    :param connect_timeout: seconds to connect (TCP and TLS).
     :param read_timeout: seconds to wait for each read of the answer.
+    :param pool_timeout: seconds to wait for a free pooled connection.
     :param max_connections: pool size (``0`` means unlimited).
     """
 
-    __slots__ = ("_aiohttp", "_session", "_max_bytes", "_timeout", "_limit", "_keepalive")
+    __slots__ = (
+        "_aiohttp",
+        "_session",
+        "_max_bytes",
+        "_timeout",
+        "_limit",
+        "_keepalive",
+        "_pool",
+        "_pool_timeout",
+    )
+
+    isolate = False  # aiohttp cleans up after native cancellation itself
 
     def __init__(
         self,
@@ -56,22 +101,25 @@ class AiohttpTransport:
         max_connections: int,
         keepalive_expiry: float | None,
         max_bytes: int,
+        pool_timeout: float | None = None,
     ) -> None:
         self._aiohttp = _import_aiohttp()
         self._session: aiohttp.ClientSession | None = None
         self._max_bytes = max_bytes
         self._timeout = self._aiohttp.ClientTimeout(
-            total=None, connect=connect_timeout, sock_read=read_timeout
+            total=None, connect=None, sock_connect=connect_timeout, sock_read=read_timeout
         )
         self._limit = max_connections
         self._keepalive = keepalive_expiry
+        self._pool: asyncio.Semaphore | None = None
+        self._pool_timeout = pool_timeout
 
     def _open(self) -> aiohttp.ClientSession:
         if sniffio.current_async_library() != "asyncio":
             raise RuntimeError("backend='aiohttp' runs on asyncio only; use backend='httpx' on trio")
         aio = self._aiohttp
-        connector = aio.TCPConnector(
-            limit=self._limit, limit_per_host=0, keepalive_timeout=self._keepalive or 15.0
+        connector = _marking_connector(aio)(
+            limit=0, limit_per_host=0, keepalive_timeout=self._keepalive or 4.0
         )
         session: aiohttp.ClientSession = aio.ClientSession(
             connector=connector,
@@ -80,12 +128,36 @@ class AiohttpTransport:
             cookie_jar=aio.DummyCookieJar(),
             auto_decompress=True,
         )
+        self._pool = asyncio.Semaphore(self._limit) if self._limit else None
         self._session = session
         return session
 
-    async def post(self, url: str, body: bytes) -> tuple[int, bytes]:
-        aio = self._aiohttp
+    async def post(self, url: str, body: bytes, progress: CallProgress) -> tuple[int, bytes]:
         session = self._session or self._open()
+        pool = self._pool
+        if pool is None:
+            return await self._post(session, url, body, progress)
+        if pool.locked():
+            with anyio.move_on_after(self._pool_timeout) as waited:
+                await pool.acquire()
+            if waited.cancelled_caught:
+                raise WireError(
+                    "pool_timeout",
+                    written=False,
+                    detail=f"no free connection within {self._pool_timeout:g} s",
+                )
+        else:
+            await pool.acquire()  # free: returns without suspending
+        try:
+            return await self._post(session, url, body, progress)
+        finally:
+            pool.release()
+
+    async def _post(
+        self, session: aiohttp.ClientSession, url: str, body: bytes, progress: CallProgress
+    ) -> tuple[int, bytes]:
+        aio = self._aiohttp
+        _PROGRESS.set(progress)
         try:
             async with session.post(url, data=body, allow_redirects=False) as response:
                 status = response.status

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+import math
 import os
+import warnings
 from asyncio import _get_running_loop as _asyncio_running_loop
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote_plus
 
+import anyio
 import httpx
 import sniffio
 
@@ -35,7 +38,15 @@ from ._models import CST, Balance, SendResult, TemplateResult
 from ._parsing import parse_balance, parse_submit, parse_template
 from ._redact import content_digest, mask_mobile
 from ._signing import Signer
-from ._transport import HttpxTransport, ShardedPoolTransport, Transport, WireError, form_quote
+from ._transport import (
+    CallProgress,
+    HttpxTransport,
+    ShardedPoolTransport,
+    Transport,
+    WireError,
+    form_quote,
+    post_within,
+)
 from ._validation import (
     TRIAL_TEMPLATE,
     count_segments,
@@ -76,6 +87,31 @@ def _unknown(
     )
 
 
+#: Seconds an idle pooled connection is kept: below uvicorn's and Apache's 5 s
+#: keep-alive (nginx keeps 75 s), so the server is not the one to close first
+#: and a request is never written on a connection the server is closing.
+DEFAULT_KEEPALIVE_EXPIRY = 4.0
+
+
+def _check_deadline(deadline: object, timeout: httpx.Timeout) -> float | None:
+    """The call deadline: ``DEFAULT`` is twice the timeout's largest phase."""
+    if deadline is DEFAULT:
+        phases = [p for p in (timeout.connect, timeout.read, timeout.write, timeout.pool) if p]
+        return 2.0 * max(phases) if phases else None
+    if deadline is None:
+        return None
+    if isinstance(deadline, bool) or not isinstance(deadline, (int, float)):
+        raise TypeError(f"deadline must be a number of seconds or None, not {deadline!r}")
+    if not math.isfinite(deadline) or deadline <= 0:
+        raise ValueError(f"deadline must be a positive number of seconds, not {deadline!r}")
+    return float(deadline)
+
+
+def _left(end: float | None) -> float | None:
+    """Seconds left until ``end`` (event-loop clock), never negative."""
+    return None if end is None else max(0.0, end - anyio.current_time())
+
+
 def _loop_token() -> object:
     """Identity of the running event loop (asyncio loop or trio run)."""
     library = sniffio.current_async_library()
@@ -106,7 +142,14 @@ class IhuyiClient:
     :param response_format: ``"json"`` (default) or ``"xml"`` (legacy flavour only).
     :param signing: ``"dynamic"`` (MD5 dynamic password, default) or ``"plain"`` (the
         key itself as password; it then travels in the POST body).
-    :param timeout: seconds, or an :class:`httpx.Timeout`.
+    :param timeout: seconds, or an :class:`httpx.Timeout`: each phase's limit (waiting for
+        a pooled connection, connecting, each write, each read).
+    :param deadline: seconds one call may take on the wire in all, whatever the server
+        does (a trickled or endless answer included): waiting for a pooled connection,
+        connecting, writing, reading the whole answer, and retries of unsent sends.
+        Default: twice the timeout's largest phase (20 s for ``timeout=10``); ``None``
+        disables it. A send ended by it raises :class:`DeliveryUnknownError` if the
+        request may have been written, :class:`TransportError` otherwise.
     :param limits: pool limits (:class:`httpx.Limits`), both backends.
     :param transport: an httpx transport (tests: ``emulator.transport``, respx, mocks).
     :param http_client: a user's own :class:`httpx.AsyncClient`; never closed by us.
@@ -132,6 +175,7 @@ class IhuyiClient:
         response_format: Literal["json", "xml"] = "json",
         signing: Literal["dynamic", "plain"] = "dynamic",
         timeout: float | httpx.Timeout | None = DEFAULT_TIMEOUT,
+        deadline: float | None = DEFAULT,
         limits: httpx.Limits | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         http_client: httpx.AsyncClient | None = None,
@@ -195,16 +239,20 @@ class IhuyiClient:
         self._form_format = "&format=" + response_format if flav.name == "legacy" else ""
 
         timeout_obj = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
+        self._deadline = _check_deadline(deadline, timeout_obj)
         limits_obj = limits if limits is not None else httpx.Limits(
-            max_connections=100, max_keepalive_connections=100, keepalive_expiry=15.0
+            max_connections=100,
+            max_keepalive_connections=100,
+            keepalive_expiry=DEFAULT_KEEPALIVE_EXPIRY,
         )
         self._wire: Transport
         if backend == "aiohttp":
             from ._aiohttp import AiohttpTransport
 
             self._wire = AiohttpTransport(
-                connect_timeout=timeout_obj.connect or timeout_obj.pool,
+                connect_timeout=timeout_obj.connect,
                 read_timeout=timeout_obj.read,
+                pool_timeout=timeout_obj.pool,
                 max_connections=limits_obj.max_connections or 0,
                 keepalive_expiry=limits_obj.keepalive_expiry,
                 max_bytes=max_response_bytes,
@@ -212,15 +260,21 @@ class IhuyiClient:
         elif http_client is not None:
             self._wire = HttpxTransport(http_client, owned=False, max_bytes=max_response_bytes)
         else:
+            # httpcore's pool costs grow with its size: the same total in pools of ten.
+            pool = transport if transport is not None else ShardedPoolTransport(limits_obj)
             client = httpx.AsyncClient(
                 timeout=timeout_obj,
                 limits=limits_obj,
-                # httpcore's pool costs grow with its size: the same total in pools of ten.
-                transport=transport if transport is not None else ShardedPoolTransport(limits_obj),
+                transport=pool,
                 follow_redirects=False,
                 trust_env=False,
             )
-            self._wire = HttpxTransport(client, owned=True, max_bytes=max_response_bytes)
+            self._wire = HttpxTransport(
+                client,
+                owned=True,
+                max_bytes=max_response_bytes,
+                traced=isinstance(pool, (ShardedPoolTransport, httpx.AsyncHTTPTransport)),
+            )
         self._loop: object | None = None
         self._closed = False
 
@@ -242,6 +296,10 @@ class IhuyiClient:
             return  # the common case, without asking sniffio
         token = _loop_token()
         if self._loop is None:
+            if self._backend == "aiohttp" and sniffio.current_async_library() != "asyncio":
+                raise RuntimeError(
+                    "backend='aiohttp' runs on asyncio only; use backend='httpx' on trio"
+                )
             self._loop = token
         elif token is not self._loop:
             raise RuntimeError(
@@ -267,6 +325,17 @@ class IhuyiClient:
         self._closed = True
         await self._wire.aclose()
 
+    def __del__(self) -> None:
+        # As httpx does: a client that was used and never closed holds open sockets.
+        if getattr(self, "_loop", None) is not None and not getattr(self, "_closed", True):
+            warnings.warn(
+                f"{self!r} was never closed: call `await client.aclose()` or use "
+                "`async with IhuyiClient(...) as client:`",
+                ResourceWarning,
+                stacklevel=2,
+                source=self,
+            )
+
     @property
     def is_closed(self) -> bool:
         return self._closed
@@ -286,9 +355,13 @@ class IhuyiClient:
         return self._wire.client if isinstance(self._wire, HttpxTransport) else None
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else "open"
+        # Safe on a half-built client (a traceback with locals formats it when __init__ raises).
+        signer = getattr(self, "_signer", None)
+        if signer is None:
+            return "IhuyiClient(<not initialised>)"
+        state = "closed" if getattr(self, "_closed", False) else "open"
         return (
-            f"IhuyiClient(account={self._signer.account!r}, flavour={self._flavour.name!r}, "
+            f"IhuyiClient(account={signer.account!r}, flavour={self._flavour.name!r}, "
             f"base_url={self._base_url!r}, backend={self._backend!r}, {state})"
         )
 
@@ -409,6 +482,8 @@ class IhuyiClient:
         """Messages left on the account (GetNum; retried on transient failures)."""
         self._enter()
         policy = self._retry
+        end = self._call_end()
+        progress = CallProgress()
         attempt = 0
         while True:
             attempt += 1
@@ -418,17 +493,20 @@ class IhuyiClient:
                 f"{self._form_format}"
             ).encode()
             try:
-                status, data = await self._wire.post(self._getnum_url, body)
+                status, data = await post_within(
+                    self._wire, self._getnum_url, body, progress, _left(end)
+                )
                 num, msg = parse_balance(data, self._format, status_code=status)
                 return Balance(num=num, message=msg)
             except WireError as exc:
-                if attempt >= policy.max_attempts:
+                if exc.reason == "deadline" or not self._may_retry(attempt, end, exc):
                     raise TransportError(
-                        f"balance query failed: {exc.reason}", sent=False if not exc.written else None
+                        f"balance query failed: {exc.reason} ({exc.detail})",
+                        sent=False if not exc.written else None,
                     ) from exc
             except ProtocolError as exc:
                 transient = exc.status_code is not None and exc.status_code >= 500
-                if not transient or attempt >= policy.max_attempts:
+                if not transient or not self._may_retry(attempt, end, exc):
                     raise
             await self._clock.sleep(policy.delay(attempt))
 
@@ -447,12 +525,20 @@ class IhuyiClient:
             f"{self._form_account}&password={self._signer.key_digest}"
             f"&content={quote_plus(content)}{self._form_format}"
         ).encode()
-        status, data = await self._post_once(self._addtemplate_url, body, "", content)
+        status, data = await self._post_once(
+            self._addtemplate_url, body, "", content, None, CallProgress()
+        )
         try:
             template_id, msg = parse_template(data, self._format, status_code=status)
         except ProtocolError as exc:
             raise DeliveryUnknownError(
                 exc.reason, content_digest=content_digest(content), detail=str(exc)
+            ) from exc
+        except ApiError:
+            raise
+        except Exception as exc:  # a parser bug must not read as "not sent"
+            raise DeliveryUnknownError(
+                "unexpected_answer", content_digest=content_digest(content), detail=repr(exc)[:200]
             ) from exc
         return TemplateResult(template_id=template_id, message=msg)
 
@@ -461,20 +547,41 @@ class IhuyiClient:
     def _password_getnum(self, ts: int) -> str:
         return self._signer.getnum(ts) if self._signing == "dynamic" else self._plain_key
 
+    def _call_end(self) -> float | None:
+        """When this call's deadline ends, on the event loop's clock (``None``: never)."""
+        return None if self._deadline is None else anyio.current_time() + self._deadline
+
+    def _may_retry(self, attempt: int, end: float | None, exc: Exception) -> bool:
+        """Another attempt is allowed and its backoff still ends before the deadline."""
+        if attempt >= self._retry.max_attempts:
+            return False
+        return end is None or anyio.current_time() + self._retry.backoff < end
+
     async def _post_once(
-        self, url: str, body: bytes, number: str, content: str, sent_at: _dt.datetime | None = None
+        self,
+        url: str,
+        body: bytes,
+        number: str,
+        content: str,
+        sent_at: _dt.datetime | None,
+        progress: CallProgress,
     ) -> tuple[int, bytes]:
-        """POST a non-idempotent call: retried only while provably unsent."""
+        """POST a non-idempotent call within its deadline: retried only while provably unsent."""
         policy = self._retry
+        end = self._call_end()
         attempt = 0
         while True:
             attempt += 1
             try:
-                return await self._wire.post(url, body)
+                return await post_within(self._wire, url, body, progress, _left(end))
             except WireError as exc:
                 if exc.written:
                     raise _unknown(exc.reason, number, content, sent_at, exc.detail) from exc
-                if not policy.retry_unsent_sends or attempt >= policy.max_attempts:
+                if (
+                    exc.reason == "deadline"
+                    or not policy.retry_unsent_sends
+                    or not self._may_retry(attempt, end, exc)
+                ):
                     raise TransportError(f"not sent: {exc.reason} ({exc.detail})") from exc
             except ProtocolError as exc:  # oversized answer
                 raise _unknown(exc.reason, number, content, sent_at, str(exc)) from exc
@@ -496,38 +603,38 @@ class IhuyiClient:
             if limiter is not None
             else None
         )
-        now = self._clock.time()
-        ts = int(now)
-        if self._signing == "dynamic":
-            password = self._signer.submit(number, wire, ts)
-            fields = f"{self._form_account}&password={password}&mobile={number}&content={form_quote(wire)}&time={ts}"
-        else:
-            fields = f"{self._form_account}&password={self._plain_key}&mobile={number}&content={form_quote(wire)}"
-        if template_id is not None:
-            fields += f"&templateid={template_id}"
-        body = (fields + self._form_format).encode()
-        sent_at = _dt.datetime.fromtimestamp(now, CST)
-        debug = logger.isEnabledFor(logging.DEBUG)
-        if debug:
-            logger.debug("submit to %s (%s segments)", mask_mobile(number), segments)
-        if on_wire is not None:
-            try:
-                on_wire()  # e.g. the batch journal's "pending" entry, flushed before the request
-            except BaseException:
-                if reservation is not None:
-                    await reservation.refund()
-                raise
+        progress = CallProgress()
         try:
-            status, data = await self._post_once(self._submit_url, body, number, wire, sent_at)
-        except TransportError:
-            if reservation is not None:
-                await reservation.refund()
-            raise
+            now = self._clock.time()
+            ts = int(now)
+            if self._signing == "dynamic":
+                password = self._signer.submit(number, wire, ts)
+                fields = f"{self._form_account}&password={password}&mobile={number}&content={form_quote(wire)}&time={ts}"
+            else:
+                fields = f"{self._form_account}&password={self._plain_key}&mobile={number}&content={form_quote(wire)}"
+            if template_id is not None:
+                fields += f"&templateid={template_id}"
+            body = (fields + self._form_format).encode()
+            sent_at = _dt.datetime.fromtimestamp(now, CST)
+            debug = logger.isEnabledFor(logging.DEBUG)
+            if debug:
+                logger.debug("submit to %s (%s segments)", mask_mobile(number), segments)
+            if on_wire is not None:
+                on_wire()  # e.g. the batch journal's "pending" entry, flushed before the request
+            status, data = await self._post_once(
+                self._submit_url, body, number, wire, sent_at, progress
+            )
         except DeliveryUnknownError as exc:
             logger.warning("outcome unknown for %s: %s", mask_mobile(number), exc.reason)
             raise
         except BaseException as exc:
-            if not isinstance(exc, Exception):
+            if not progress.written:
+                # Nothing left (local failure, not sent, cancelled before the write): give the
+                # slot back, shielded so a cancellation cannot cut the refund short.
+                if reservation is not None:
+                    with anyio.CancelScope(shield=True):
+                        await reservation.refund()
+            elif not isinstance(exc, Exception):
                 # Cancelled while the request may be on the wire: keep the limiter slot.
                 logger.warning("send to %s cancelled in flight: outcome unknown", mask_mobile(number))
             raise
@@ -547,6 +654,9 @@ class IhuyiClient:
         except ProtocolError as exc:
             logger.warning("outcome unknown for %s: %s", mask_mobile(number), exc.reason)
             raise _unknown(exc.reason, number, wire, sent_at, str(exc)) from exc
+        except Exception as exc:  # a parser bug must never read as "not sent"
+            logger.warning("outcome unknown for %s: unexpected answer", mask_mobile(number))
+            raise _unknown("unexpected_answer", number, wire, sent_at, repr(exc)[:200]) from exc
         if debug:
             logger.debug("accepted for %s: smsid %s", mask_mobile(number), smsid)
         return SendResult(

@@ -11,27 +11,47 @@ matters for money: *could the provider have received the request?*
   provider may have acted on it. Write failures count here too: a partial write
   is unlikely to be acted on, but "unlikely" is not a guarantee we bill on.
 
-Answers larger than ``max_bytes`` are not read further: :class:`ProtocolError`
-with ``reason="oversized"``.
+One place decides "written or not": :func:`post_within`. Each call carries a
+:class:`CallProgress` that the backend marks the moment the request may start
+to go out (httpcore's ``send_request_headers`` trace event; aiohttp's connection
+handed over); a failure, the deadline or a cancellation before that mark
+provably sent nothing, whatever the exception says.
+
+:func:`post_within` also owns the call's **deadline** (an anyio cancel scope, so
+one mechanism for both backends and for trio) and, on asyncio, shields the
+httpx backend from native cancellation: httpcore 1.0 leaves a pooled connection
+stuck when ``Task.cancel()`` lands inside its cleanup (encode/httpcore#1093), so
+the request runs in a child task that is only ever cancelled through an anyio
+scope, which respects httpcore's shielded cleanup; the caller's
+:class:`asyncio.CancelledError` is re-raised unchanged once the child has
+finished.
+
+Answers larger than ``max_bytes`` are not read further (the cap counts bytes as
+they are read): :class:`ProtocolError` with ``reason="oversized"``.
 """
 
 from __future__ import annotations
 
+import asyncio
+from asyncio import _get_running_loop
 from collections.abc import AsyncIterator
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import quote_plus
 
+import anyio
 import httpx
 
 from ._exceptions import ProtocolError
 
 __all__ = [
     "FORM_HEADERS",
+    "CallProgress",
     "HttpxTransport",
     "ShardedPoolTransport",
     "Transport",
     "WireError",
     "form_quote",
+    "post_within",
 ]
 
 FORM_HEADERS = {
@@ -79,11 +99,34 @@ class WireError(Exception):
         self.detail = detail
 
 
+class CallProgress:
+    """How far one call got on the wire; marked by the backend, read by :func:`post_within`.
+
+    :ivar written: the request may have started to go out (sticky across retries).
+    """
+
+    __slots__ = ("written",)
+
+    def __init__(self, written: bool = False) -> None:
+        self.written = written
+
+    async def trace(self, name: str, info: object) -> None:
+        """httpcore's ``trace`` request extension: marks the start of the request's headers."""
+        if name.endswith(".send_request_headers.started"):
+            self.written = True
+
+
 class Transport(Protocol):
     """What the client needs of a backend."""
 
-    async def post(self, url: str, body: bytes) -> tuple[int, bytes]:
+    #: run requests in a child task shielded from native asyncio cancellation.
+    isolate: bool
+
+    async def post(self, url: str, body: bytes, progress: CallProgress) -> tuple[int, bytes]:
         """POST a form-encoded body; return ``(status, body)``.
+
+        Sets ``progress.written`` once the request may start to go out (a backend
+        that cannot tell sets it before anything).
 
         :raises WireError: the request failed; ``written`` says whether it may have arrived.
         :raises ProtocolError: the answer exceeded the size cap.
@@ -91,6 +134,75 @@ class Transport(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+async def post_within(
+    wire: Transport, url: str, body: bytes, progress: CallProgress, deadline: float | None
+) -> tuple[int, bytes]:
+    """POST through ``wire``, ended after ``deadline`` seconds whatever the server does.
+
+    The one place that decides whether a failed call may have been written: a
+    :class:`WireError` is "written" only if the backend said so *and* the
+    request had started to go out; the deadline gives ``WireError("deadline")``
+    with ``written`` from the progress mark. Cancellation propagates unchanged
+    (the caller reads ``progress.written``).
+    """
+    scope = (
+        anyio.CancelScope(deadline=anyio.current_time() + deadline)
+        if deadline is not None
+        else None
+    )
+    try:
+        if wire.isolate and _get_running_loop() is not None:
+            return await _isolated(wire, url, body, progress, scope or anyio.CancelScope(), deadline)
+        return await _bounded(wire, url, body, progress, scope, deadline)
+    except WireError as exc:
+        # Written only if the backend's error allows it *and* the request had started out;
+        # a definite "not written" also clears an assumed mark (a transport we cannot watch).
+        exc.written = progress.written = exc.written and progress.written
+        raise
+
+
+async def _bounded(
+    wire: Transport,
+    url: str,
+    body: bytes,
+    progress: CallProgress,
+    scope: anyio.CancelScope | None,
+    deadline: float | None,
+) -> tuple[int, bytes]:
+    if scope is None:
+        return await wire.post(url, body, progress)
+    with scope:
+        return await wire.post(url, body, progress)
+    raise WireError(
+        "deadline", written=progress.written, detail=f"no complete answer within {deadline:g} s"
+    )
+
+
+async def _isolated(
+    wire: Transport,
+    url: str,
+    body: bytes,
+    progress: CallProgress,
+    scope: anyio.CancelScope,
+    deadline: float | None,
+) -> tuple[int, bytes]:
+    """Run the request in a child task; a native cancellation of ours reaches it only
+    through its anyio scope, and we wait for it to finish before re-raising."""
+    inner = asyncio.ensure_future(_bounded(wire, url, body, progress, scope, deadline))
+    try:
+        return await asyncio.shield(inner)
+    except asyncio.CancelledError:
+        scope.cancel()
+        while not inner.done():
+            try:
+                await asyncio.wait((inner,))
+            except asyncio.CancelledError:  # noqa: PERF203 - cancelled again: wait on
+                continue
+        if not inner.cancelled():
+            inner.exception()  # retrieved; the caller's cancellation wins
+        raise
 
 
 def oversized_error(status: int, max_bytes: int) -> ProtocolError:
@@ -166,7 +278,8 @@ class ShardedPoolTransport(httpx.AsyncBaseTransport):
     that dominates a send's cost (see ``benchmarks/``). The same total of
     connections in pools of ten keeps that cost small. Each request goes to the
     shard with the fewest requests in flight (the first such, so a lone caller
-    keeps reusing one connection); the limits (connections, keep-alive, expiry)
+    keeps reusing one connection, and among equally busy shards one that holds
+    an idle connection); the limits (connections, keep-alive, expiry)
     are divided between the shards, so their totals are the configured ones.
     Timeouts, errors and everything else are httpx's own.
 
@@ -199,9 +312,25 @@ class ShardedPoolTransport(httpx.AsyncBaseTransport):
     def shards(self) -> int:
         return len(self._pools)
 
+    def _pick(self) -> int:
+        """The least busy shard; among those, the first holding an idle connection."""
+        active = self._active
+        least = min(active)
+        first = -1
+        for index, busy in enumerate(active):
+            if busy != least:
+                continue
+            if first < 0:
+                first = index
+            pool: Any = getattr(self._pools[index], "_pool", None)  # httpcore's pool
+            connections = getattr(pool, "connections", ())
+            if any(conn.is_idle() for conn in connections):
+                return index
+        return first
+
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         active = self._active
-        index = active.index(min(active)) if len(active) > 1 else 0
+        index = self._pick() if len(active) > 1 else 0
         active[index] += 1
         try:
             response = await self._pools[index].handle_async_request(request)
@@ -222,15 +351,23 @@ class HttpxTransport:
     """Backend on one pooled :class:`httpx.AsyncClient` (asyncio and trio).
 
     :param client: the pooled client; closed by :meth:`aclose` only when ``owned``.
+    :param traced: the client's transport is httpcore's (ours, or
+        :class:`httpx.AsyncHTTPTransport`), whose trace events tell when a request
+        starts to go out; any other transport counts as written from the start.
     """
 
-    __slots__ = ("_client", "_owned", "_max_bytes", "_extensions", "_headers", "_urls")
+    __slots__ = ("_client", "_owned", "_traced", "_max_bytes", "_timeout", "_headers", "_urls")
 
-    def __init__(self, client: httpx.AsyncClient, *, owned: bool, max_bytes: int) -> None:
+    isolate = True
+
+    def __init__(
+        self, client: httpx.AsyncClient, *, owned: bool, max_bytes: int, traced: bool = False
+    ) -> None:
         self._client = client
         self._owned = owned
+        self._traced = traced
         self._max_bytes = max_bytes
-        self._extensions = {"timeout": client.timeout.as_dict()}
+        self._timeout = client.timeout.as_dict()
         self._headers = httpx.Headers(FORM_HEADERS)
         self._urls: dict[str, httpx.URL] = {}  # parsed once: the client posts to a few URLs
 
@@ -246,15 +383,24 @@ class HttpxTransport:
     def client(self) -> httpx.AsyncClient:
         return self._client
 
-    async def post(self, url: str, body: bytes) -> tuple[int, bytes]:
+    async def post(self, url: str, body: bytes, progress: CallProgress) -> tuple[int, bytes]:
         client = self._client
+        extensions: dict[str, Any]
+        if self._traced:
+            extensions = {"timeout": self._timeout, "trace": progress.trace}
+        else:
+            progress.written = True  # a transport we cannot watch: assume the worst
+            extensions = {}
         if self._owned:
             # Our own client carries no cookies, auth or base URL: skip build_request's merging.
+            extensions.setdefault("timeout", self._timeout)
             request = httpx.Request(
-                "POST", self._url(url), content=body, headers=self._headers, extensions=self._extensions
+                "POST", self._url(url), content=body, headers=self._headers, extensions=extensions
             )
         else:
-            request = client.build_request("POST", url, content=body, headers=FORM_HEADERS)
+            request = client.build_request(
+                "POST", url, content=body, headers=FORM_HEADERS, extensions=extensions
+            )
         try:
             response = await client.send(request, stream=True, follow_redirects=False)
         except (httpx.HTTPError, OSError) as exc:
@@ -262,7 +408,7 @@ class HttpxTransport:
         try:
             status = response.status_code
             length = response.headers.get("content-length")
-            if length is not None and length.isdigit() and int(length) > self._max_bytes:
+            if length is not None and _announced_over(length, self._max_bytes):
                 raise oversized_error(status, self._max_bytes)  # not read at all
             if length is not None and "content-encoding" not in response.headers:
                 data = await response.aread()
@@ -275,19 +421,31 @@ class HttpxTransport:
         return status, data
 
     async def _read_capped(self, response: httpx.Response, status: int) -> bytes:
-        """Read a body of unannounced size, keeping at most ``max_bytes``.
+        """Read a body of unannounced size, stopping as soon as it passes ``max_bytes``.
 
-        The stream is drained rather than abandoned (an abandoned async generator
-        is finalised late and warns on trio), up to a hard bound of 64 × the cap.
+        Past the cap the connection's socket is closed, so the body's async
+        generators end with a read error rather than being abandoned (an abandoned
+        one is finalised late, and warns on trio); a transport without a network
+        stream (a mock) is drained instead, within the call's deadline.
         """
         chunks: list[bytes] = []
         size = 0
-        async for chunk in response.aiter_bytes():
-            size += len(chunk)
-            if size <= self._max_bytes:
-                chunks.append(chunk)
-            elif size > 64 * self._max_bytes:
-                break
+        closed = False
+        try:
+            async for chunk in response.aiter_bytes():
+                if closed:
+                    continue
+                size += len(chunk)
+                if size <= self._max_bytes:
+                    chunks.append(chunk)
+                    continue
+                stream = response.extensions.get("network_stream")
+                if stream is not None:
+                    closed = True
+                    await stream.aclose()
+        except httpx.HTTPError:
+            if not closed:
+                raise
         if size > self._max_bytes:
             raise oversized_error(status, self._max_bytes)
         return b"".join(chunks)
@@ -295,3 +453,11 @@ class HttpxTransport:
     async def aclose(self) -> None:
         if self._owned:
             await self._client.aclose()
+
+
+def _announced_over(length: str, max_bytes: int) -> bool:
+    """Whether a Content-Length header announces more than ``max_bytes`` (any huge value too)."""
+    length = length.strip()
+    if not (length.isascii() and length.isdigit()):
+        return False  # malformed: h11 refuses it before we get here
+    return len(length) > 18 or int(length) > max_bytes

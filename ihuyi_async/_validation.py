@@ -70,12 +70,23 @@ def validate_content(content: str, *, max_length: int, mobile: str = "") -> None
 
     :raises TypeError: ``content`` is not a string.
     :raises InvalidRequestError: 404, blank content.
-    :raises ContentRejectedError: 4074 (emoji) or 4073 (longer than ``max_length``).
+    :raises ContentRejectedError: 4074 (emoji, or a character no encoding can carry: a lone
+        surrogate) or 4073 (longer than ``max_length``).
     """
     if not isinstance(content, str):
         raise TypeError(f"content must be a str, not {type(content).__name__}")
     if not content.strip():
         raise error_for(404, local=True, mobile=mobile)
+    if not content.isascii():
+        try:
+            content.encode("utf-8")
+        except UnicodeEncodeError as exc:  # a lone surrogate: no bytes can carry it
+            raise error_for(
+                4074,
+                f"短信内容含有无法编码的字符 (position {exc.start}: not encodable as UTF-8)",
+                local=True,
+                mobile=mobile,
+            ) from None
     if _EMOJI.search(content) is not None:
         raise error_for(4074, local=True, mobile=mobile)
     if len(content) > max_length:
