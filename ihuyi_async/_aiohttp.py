@@ -184,6 +184,15 @@ class AiohttpTransport:
             session, self._session = self._session, None
             await session.close()
 
+    def abandon(self) -> None:
+        """Mark the session and connector closed without awaiting (their loop is gone)."""
+        if self._session is not None:
+            session, self._session = self._session, None
+            connector = session.connector
+            session.detach()
+            if connector is not None:
+                connector._close()  # on a closed loop: only marks it closed
+
 
 def _reason(exc: BaseException, *, written: bool) -> str:
     name = type(exc).__name__

@@ -14,7 +14,7 @@ import math
 import os
 import warnings
 from asyncio import _get_running_loop as _asyncio_running_loop
-from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, Callable, Collection, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote_plus
@@ -46,6 +46,7 @@ from ._transport import (
     WireError,
     form_quote,
     post_within,
+    release_dead_loop,
 )
 from ._validation import (
     TRIAL_TEMPLATE,
@@ -57,7 +58,7 @@ from ._validation import (
 )
 
 if TYPE_CHECKING:
-    from ._batch import BatchRun, Message, ProgressHook
+    from ._batch import BatchRun, ConflictPolicy, Message, ProgressHook
     from .limiter import Limiter
 
 __all__ = ["IhuyiClient"]
@@ -110,6 +111,24 @@ def _check_deadline(deadline: object, timeout: httpx.Timeout) -> float | None:
 def _left(end: float | None) -> float | None:
     """Seconds left until ``end`` (event-loop clock), never negative."""
     return None if end is None else max(0.0, end - anyio.current_time())
+
+
+async def _close_elsewhere(home: object, wire: Transport) -> None:
+    """Close ``wire``, opened on the event loop ``home``, from another one."""
+    import asyncio
+
+    import anyio.to_thread
+
+    if not isinstance(home, asyncio.AbstractEventLoop):
+        wire.abandon()  # a trio run: its sockets were closed when it ended
+    elif home.is_closed():
+        wire.abandon()
+        release_dead_loop(home)
+    elif home.is_running():  # in another thread
+        future = asyncio.run_coroutine_threadsafe(wire.aclose(), home)
+        await anyio.to_thread.run_sync(future.result)
+    else:  # stopped but not closed: run the close on it, in a worker thread
+        await anyio.to_thread.run_sync(home.run_until_complete, wire.aclose())
 
 
 def _loop_token() -> object:
@@ -319,11 +338,20 @@ class IhuyiClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the connection pool (not a user's own ``http_client``). Idempotent."""
+        """Close the connection pool (not a user's own ``http_client``). Idempotent.
+
+        Works from another event loop too (after the "opened on another event loop"
+        error): on asyncio, the pool is closed on the loop it was opened on if that
+        loop still runs, or its sockets are released if that loop is closed.
+        """
         if self._closed:
             return
         self._closed = True
-        await self._wire.aclose()
+        home = self._loop
+        if home is None or _asyncio_running_loop() is home or _loop_token() is home:
+            await self._wire.aclose()
+            return
+        await _close_elsewhere(home, self._wire)
 
     def __del__(self) -> None:
         # As httpx does: a client that was used and never closed holds open sockets.
@@ -443,6 +471,9 @@ class IhuyiClient:
         concurrency: int = 50,
         on_progress: ProgressHook | None = None,
         journal: str | os.PathLike[str] | Journal | None = None,
+        on_conflict: ConflictPolicy = "stop",
+        stop_on: Collection[int] | None = DEFAULT,
+        resend_unknown: bool = False,
     ) -> BatchRun:
         """Send many messages, yielding one :class:`Outcome` per message as each completes.
 
@@ -457,10 +488,16 @@ class IhuyiClient:
         request) is appended to a JSON-lines file and flushed; a rerun with the same
         journal skips messages already accepted or of unknown outcome (reported as
         ``already_accepted`` / ``already_unknown``), so a crashed run resumes without
-        double sends. Messages are keyed by ``id`` (else by input position).
+        double sends. A message is keyed by its ``id``; without one, by its number, its
+        content and its occurrence among identical messages, so inserted, deleted or
+        reordered input leaves the other keys alone and an edited message is a new one.
+        The journal also keeps each key's fingerprint (number and content): an ``id``
+        whose message changed is a conflict (see ``on_conflict``).
 
-        If you may stop iterating early, use the context form, which closes the run
-        in your task and lets requests already on the wire finish::
+        To stop gracefully, call :meth:`BatchRun.stop` and keep iterating: nothing new
+        is sent, requests on the wire finish, every message taken gets its outcome. To
+        stop at once from the loop (``break``), use the context form, which closes the
+        run in your task and lets requests already on the wire finish::
 
             async with client.send_many(msgs) as outcomes:
                 async for outcome in outcomes: ...
@@ -470,12 +507,31 @@ class IhuyiClient:
             to ``metadata``).
         :param on_progress: called (sync or async) with a :class:`BatchProgress` after
             every outcome.
+        :param on_conflict: a resumed ``id`` whose message changed: ``"stop"`` (default:
+            that message's outcome is ``conflict`` and the run stops as by
+            :meth:`BatchRun.stop`), ``"skip"`` (trust the journal) or ``"send"`` (send it
+            as new). List every conflict first with ``find_conflicts(msgs, Journal(path))``.
+        :param stop_on: provider codes after which the run stops as by
+            :meth:`BatchRun.stop`, since every other message would get the same answer.
+            Default: the codes the registry marks ``account_level`` (wrong credentials,
+            IP not allowed, frozen account, balance, clock); ``None`` or ``()`` never stops.
+        :param resend_unknown: send again what the journal left unknown or pending.
+            **Can send a message twice**: only after reconciling with delivery receipts.
+        :raises ValueError: ``concurrency`` below 1, or an unknown ``on_conflict``.
         """
         from ._batch import send_many
+        from ._codes import ACCOUNT_LEVEL_CODES
 
         path_or_journal = journal if journal is None or isinstance(journal, Journal) else str(journal)
         return send_many(
-            self, messages, concurrency=concurrency, on_progress=on_progress, journal=path_or_journal
+            self,
+            messages,
+            concurrency=concurrency,
+            on_progress=on_progress,
+            journal=path_or_journal,
+            on_conflict=on_conflict,
+            stop_on=ACCOUNT_LEVEL_CODES if stop_on is DEFAULT else stop_on,
+            resend_unknown=resend_unknown,
         )
 
     async def balance(self) -> Balance:

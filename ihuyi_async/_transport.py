@@ -33,6 +33,7 @@ they are read): :class:`ProtocolError` with ``reason="oversized"``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from asyncio import _get_running_loop
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
@@ -52,6 +53,7 @@ __all__ = [
     "WireError",
     "form_quote",
     "post_within",
+    "release_dead_loop",
 ]
 
 FORM_HEADERS = {
@@ -134,6 +136,25 @@ class Transport(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+    def abandon(self) -> None:
+        """Forget the pool without awaiting (its event loop is gone); see :func:`release_dead_loop`."""
+        ...
+
+
+def release_dead_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Close the sockets a closed asyncio loop left open (it can no longer close them itself).
+
+    Used by a client closed from another event loop after the one it ran on was
+    closed: every transport of that loop is unusable by then, ours and any other.
+    """
+    transports: Any = getattr(loop, "_transports", None)  # selector loops keep fd -> transport
+    for transport in list(transports.values()) if transports is not None else ():
+        with contextlib.suppress(Exception):
+            transport.abort()  # raises "Event loop is closed" once it tries to schedule
+        if getattr(transport, "_sock", None) is not None:
+            with contextlib.suppress(Exception):
+                transport._call_connection_lost(None)  # what abort() would have run: closes it
 
 
 async def post_within(
@@ -453,6 +474,9 @@ class HttpxTransport:
     async def aclose(self) -> None:
         if self._owned:
             await self._client.aclose()
+
+    def abandon(self) -> None:
+        """Nothing to do here: the dead loop's sockets are released with it."""
 
 
 def _announced_over(length: str, max_bytes: int) -> bool:

@@ -441,3 +441,53 @@ async def test_a_closed_or_unused_client_does_not_warn() -> None:
             await client.send("13800138000", TEXT)
         del client
         gc.collect()
+
+
+@pytest.mark.parametrize("backend", ["httpx", "aiohttp"])
+def test_close_from_another_loop_releases_the_pool(backend: str) -> None:
+    """Used on one asyncio loop, refused on the next, then closed there: nothing left open."""
+    import asyncio
+    import threading
+    import warnings
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            body = b'{"code":2,"msg":"ok","num":5}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = IhuyiClient(
+            "APIID", "KEY", base_url=f"http://127.0.0.1:{server.server_port}", backend=backend  # type: ignore[arg-type]
+        )
+
+        async def first() -> None:
+            assert (await client.balance()).num == 5
+
+        async def second() -> None:
+            with pytest.raises(RuntimeError, match="another event loop"):
+                await client.balance()
+            await client.aclose()
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            asyncio.run(first())
+            asyncio.run(second())
+            del client
+            gc.collect()
+        leaks = [w for w in caught if issubclass(w.category, ResourceWarning)]
+        assert leaks == [], [str(w.message) for w in leaks]
+    finally:
+        server.shutdown()
+        server.server_close()
