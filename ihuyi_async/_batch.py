@@ -8,6 +8,7 @@ outcomes wait for the consumer, so memory does not grow with the input.
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import time
 from collections.abc import (
@@ -16,6 +17,7 @@ from collections.abc import (
     AsyncIterator,
     Awaitable,
     Callable,
+    Collection,
     Iterable,
     Iterator,
     Mapping,
@@ -28,20 +30,33 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream as ObjectReceiveStream
 from anyio.streams.memory import MemoryObjectSendStream as ObjectSendStream
 
+from ._codes import ACCOUNT_LEVEL_CODES, lookup
 from ._exceptions import (
     ApiError,
     IhuyiError,
     LocalRateLimitError,
     TransportError,
 )
-from ._journal import Journal
+from ._journal import Journal, JournalEntry
 from ._models import SendResult
 from ._redact import content_digest, mask_mobile
+from ._validation import normalize_mobile
 
 if TYPE_CHECKING:
     from ._client import IhuyiClient
 
-__all__ = ["BatchProgress", "BatchRun", "Message", "Outcome", "OutcomeStatus", "send_many"]
+__all__ = [
+    "BatchProgress",
+    "BatchRun",
+    "ConflictPolicy",
+    "Message",
+    "Outcome",
+    "OutcomeStatus",
+    "find_conflicts",
+    "fingerprint",
+    "message_key",
+    "send_many",
+]
 
 OutcomeStatus = Literal[
     "accepted",          # code 2 with an smsid
@@ -52,7 +67,13 @@ OutcomeStatus = Literal[
     "unknown",           # it may have been sent: reconcile, never resend blindly
     "already_accepted",  # skipped: the journal says an earlier run got it accepted
     "already_unknown",   # skipped: an earlier run left its outcome unknown
+    "conflict",          # not sent: the journal has a different message under this id
 ]
+
+#: What a resumed run does with an ``id`` whose message changed since the journal saw it:
+#: ``"stop"`` the run (nothing more is sent), ``"skip"`` it (trust the journal), or
+#: ``"send"`` it as a new message.
+ConflictPolicy = Literal["stop", "skip", "send"]
 
 _MESSAGE_KEYS = frozenset({"mobile", "content", "id", "kind", "template_id", "variables"})
 
@@ -61,8 +82,8 @@ _MESSAGE_KEYS = frozenset({"mobile", "content", "id", "kind", "template_id", "va
 class Message:
     """One message of a batch: full text (``content``) or a template with ``variables``.
 
-    :ivar id: your key for it; with a journal, what a rerun recognises it by
-        (without one, its position in the input).
+    :ivar id: your key for it; with a journal, what a rerun recognises it by (without
+        one, its number, its content and its occurrence: see :func:`message_key`).
     :ivar metadata: anything else you want back on the outcome.
     """
 
@@ -156,7 +177,8 @@ class BatchProgress:
 
     started_at: float
     done: int = 0
-    in_flight: int = 0
+    in_flight: int = 0  # taken from the input, outcome not yet known
+    on_wire: int = 0  # of those, requests that may be on the wire
     counts: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -185,10 +207,36 @@ class BatchRun:
                 if enough: break
     """
 
-    __slots__ = ("_gen",)
+    __slots__ = ("_gen", "_state")
 
-    def __init__(self, gen: AsyncGenerator[Outcome, None]) -> None:
+    def __init__(self, gen: AsyncGenerator[Outcome, None], state: _RunState) -> None:
         self._gen = gen
+        self._state = state
+
+    @property
+    def stop_reason(self) -> str | None:
+        """Why the run stopped before the end of its input (``None``: it did not)."""
+        return self._state.stop_reason
+
+    def stop(self, reason: str = "stop requested") -> None:
+        """Stop gracefully: take no new message from the input and send nothing new.
+
+        Keep iterating: requests already on the wire finish (each bounded by the client's
+        call deadline) and yield their outcomes; messages taken but not yet on the wire
+        (waiting for their number's turn, say) come back ``not_sent``; then the
+        iteration ends. Safe to call from a signal handler task of the same event loop.
+        """
+        self._state.stop(reason)
+
+    @property
+    def progress(self) -> BatchProgress:
+        """The run's live counts (the object ``on_progress`` receives)."""
+        return self._state.progress
+
+    @property
+    def taken(self) -> int:
+        """Messages taken from the input so far (the rest were never read)."""
+        return self._state.next_index
 
     def __aiter__(self) -> AsyncGenerator[Outcome, None]:
         return self._gen
@@ -230,13 +278,26 @@ class _RunState:
     """Shared by a run's workers: where the input is, whether the run was stopped, and the
     cancel scopes of the workers that have nothing on the wire."""
 
-    __slots__ = ("cancellable", "exhausted", "next_index", "stopped")
+    __slots__ = (
+        "cancellable", "exhausted", "next_index", "occurrences", "progress", "stop_reason", "stopped",
+    )
 
     def __init__(self) -> None:
+        self.progress = BatchProgress(started_at=time.monotonic())
         self.exhausted = False  # the input has no more messages
-        self.stopped = False  # closed early: pull nothing more, send nothing new
+        self.stopped = False  # stopped or closed early: pull nothing more, send nothing new
+        self.stop_reason: str | None = None
         self.next_index = 0
         self.cancellable: set[anyio.CancelScope] = set()
+        self.occurrences: dict[str, int] = {}  # fingerprint -> times seen (keys without ids)
+
+    def stop(self, reason: str) -> None:
+        """Pull nothing more and send nothing new; requests on the wire finish."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+        self.stopped = True
+        for scope in self.cancellable:
+            scope.cancel()
 
 
 class _Stopped(Exception):
@@ -250,18 +311,41 @@ def send_many(
     concurrency: int = 50,
     on_progress: ProgressHook | None = None,
     journal: str | Journal | None = None,
+    on_conflict: ConflictPolicy = "stop",
+    stop_on: Collection[int] | None = ACCOUNT_LEVEL_CODES,
+    resend_unknown: bool = False,
 ) -> BatchRun:
     """See :meth:`IhuyiClient.send_many`."""
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise ValueError(f"concurrency must be a positive int, not {concurrency!r}")
-    return BatchRun(
-        _run(client, messages, concurrency=concurrency, on_progress=on_progress, journal=journal)
+    if on_conflict not in ("stop", "skip", "send"):
+        raise ValueError(f"on_conflict must be 'stop', 'skip' or 'send', not {on_conflict!r}")
+    if stop_on is None:
+        stop_on = ()
+    if isinstance(stop_on, (str, bytes, int)) or not all(
+        isinstance(c, int) and not isinstance(c, bool) for c in stop_on
+    ):
+        raise TypeError(f"stop_on must be a collection of int codes or None, not {stop_on!r}")
+    run = _RunState()
+    options = _Options(
+        on_conflict=on_conflict, stop_on=frozenset(stop_on), resend_unknown=bool(resend_unknown)
     )
+    gen = _run(client, messages, run, options, concurrency=concurrency, on_progress=on_progress, journal=journal)
+    return BatchRun(gen, run)
+
+
+@dataclass(frozen=True, slots=True)
+class _Options:
+    on_conflict: ConflictPolicy = "stop"
+    stop_on: frozenset[int] = ACCOUNT_LEVEL_CODES
+    resend_unknown: bool = False
 
 
 async def _run(
     client: IhuyiClient,
     messages: Iterable[Message | Mapping[str, Any]] | AsyncIterable[Message | Mapping[str, Any]],
+    run: _RunState,
+    options: _Options,
     *,
     concurrency: int = 50,
     on_progress: ProgressHook | None = None,
@@ -269,7 +353,8 @@ async def _run(
 ) -> AsyncGenerator[Outcome, None]:
     client._enter()
     book = journal if isinstance(journal, Journal) or journal is None else Journal(journal)
-    progress = BatchProgress(started_at=time.monotonic())
+    progress = run.progress
+    progress.started_at = time.monotonic()
     send_stream, receive_stream = anyio.create_memory_object_stream[Outcome](concurrency)
     clock = client.limiter.clock if client.limiter is not None else None
 
@@ -280,7 +365,6 @@ async def _run(
     # A sync input is pulled by the free worker itself (`next()` cannot suspend); an async
     # input only ever by one puller task, since it may hold cancel scopes, task groups or
     # context across its `yield`s, which must stay in the task that entered them.
-    run = _RunState()
     sync_source: Iterator[Any] | None = None
     async_source: AsyncIterator[Any] | None = None
     if isinstance(messages, AsyncIterable):
@@ -333,9 +417,11 @@ async def _run(
     ) -> None:
         async with out, inbox:
             while not run.stopped:
-                # Until its request goes on the wire a worker can be stopped by an early close
-                # (waiting for input, for its number's turn, or for the limiter); after, it
-                # finishes, so the outcome of a request on the wire is always known.
+                # Until its request goes on the wire a worker can be stopped (waiting for
+                # input, for its number's turn, or for the limiter); after, it finishes, so
+                # the outcome of a request on the wire is always known.
+                pulled: tuple[int, Any] | None = None
+                outcome: Outcome | None = None
                 with anyio.CancelScope() as scope:
                     run.cancellable.add(scope)
 
@@ -346,20 +432,31 @@ async def _run(
 
                     try:
                         pulled = await pull(inbox)
-                        if pulled is None or run.stopped:
+                        if pulled is None:
                             return
-                        index, item = pulled
-                        progress.in_flight += 1
-                        try:
-                            outcome = await _send_one(client, index, item, book, clock, on_wire)
-                        finally:
-                            progress.in_flight -= 1
+                        if not run.stopped:
+                            index, item = pulled
+                            progress.in_flight += 1
+                            try:
+                                outcome = await _send_one(
+                                    client, index, item, book, clock, on_wire, run, options, progress
+                                )
+                            finally:
+                                progress.in_flight -= 1
                     except _Stopped:
-                        return
+                        pass
                     finally:
                         run.cancellable.discard(scope)
-                if scope.cancelled_caught:
-                    return
+                if pulled is None:
+                    return  # stopped while waiting for input: nothing was taken
+                if outcome is None:  # taken, then stopped before the wire: provably not sent
+                    outcome = _stopped(pulled, run.stop_reason)
+                elif outcome.status == "conflict":
+                    run.stop(f"{outcome.error}")
+                elif outcome.status == "rejected" and options.stop_on:
+                    code = getattr(outcome.error, "code", None)
+                    if code in options.stop_on:
+                        run.stop(f"the provider refused the account: {code} ({lookup(code).description})")
                 try:
                     try:
                         out.send_nowait(outcome)  # room in the buffer: no trip through the loop
@@ -367,12 +464,6 @@ async def _run(
                         await out.send(outcome)
                 except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                     return  # the consumer stopped early: the journal still has it
-
-    def stop() -> None:
-        """Pull nothing more and send nothing new; requests on the wire finish."""
-        run.stopped = True
-        for scope in run.cancellable:
-            scope.cancel()
 
     workers = concurrency
     if isinstance(messages, Sized):
@@ -409,11 +500,80 @@ async def _run(
                         yield outcome
                     except GeneratorExit:
                         # Closed early: pull nothing more, let sends on the wire finish.
-                        stop()
+                        run.stop("closed by the consumer")
                         break
     finally:
         if book is not None:
             book.close()
+
+
+def _stopped(pulled: tuple[int, Any], reason: str | None) -> Outcome:
+    index, item = pulled
+    try:
+        message: Message | Any = Message.from_any(item)
+    except Exception:
+        message = item
+    error = TransportError(f"not sent: the run stopped ({reason or 'stopped'})", sent=False)
+    return Outcome(index, message, "not_sent", error=error)
+
+
+def fingerprint(message: Message) -> str:
+    """What a journal checks on resume: the number and the text (or template and variables).
+
+    A hex digest (80 bits); the number is normalised when valid, so ``+86 138…`` and
+    ``138…`` are the same message.
+    """
+    try:
+        number = normalize_mobile(message.mobile)
+    except Exception:
+        number = str(message.mobile).strip()
+    if message.template_id is not None:
+        body = f"#{message.template_id}:" + "|".join(message.variables or ())
+    else:
+        body = message.content or ""
+    return hashlib.sha256(f"{number}\x1f{body}".encode("utf-8", "surrogatepass")).hexdigest()[:20]
+
+
+def message_key(message: Message, fp: str, occurrences: dict[str, int]) -> str:
+    """A message's journal key: its ``id``; without one, ``~<fingerprint>.<n>``.
+
+    ``n`` counts identical messages (same number, same content) in input order, so the key
+    of a message survives rows inserted, deleted or reordered around it, and an edited
+    message is a new one. ``occurrences`` is updated.
+    """
+    if message.id is not None:
+        return message.id
+    n = occurrences.get(fp, 0) + 1
+    occurrences[fp] = n
+    return f"~{fp}.{n}"
+
+
+def find_conflicts(
+    messages: Iterable[Message | Mapping[str, Any]], journal: Journal
+) -> list[tuple[int, Message, JournalEntry]]:
+    """Messages whose ``id`` the journal holds for a different message: ``(index, message, entry)``.
+
+    Run it over the whole input before a resumed :meth:`IhuyiClient.send_many` to list every
+    conflict before anything is sent (the run itself stops at the first one it meets).
+    Malformed messages are ignored here (the run reports them ``invalid``).
+    """
+    found: list[tuple[int, Message, JournalEntry]] = []
+    for index, item in enumerate(messages):
+        try:
+            message = Message.from_any(item)
+        except Exception:  # malformed: the run reports it invalid
+            continue
+        if message.id is None:
+            continue
+        previous = journal.previous(message.id)
+        if previous is not None and previous.fp is not None and previous.fp != fingerprint(message):
+            found.append((index, message, previous))
+    return found
+
+
+def _line_of(message: Message) -> int | None:
+    line = (message.metadata or {}).get("line")
+    return line if isinstance(line, int) and not isinstance(line, bool) else None
 
 
 async def _send_one(
@@ -422,7 +582,10 @@ async def _send_one(
     item: Any,
     book: Journal | None,
     clock: Any,
-    before_wire: Callable[[], None] | None = None,
+    before_wire: Callable[[], None] | None,
+    run: _RunState,
+    options: _Options,
+    progress: BatchProgress,
 ) -> Outcome:
     try:
         message = Message.from_any(item)
@@ -430,12 +593,32 @@ async def _send_one(
         if book is not None:
             book.write(f"#{index}", "invalid", reason=str(exc)[:200])
         return Outcome(index, item, "invalid", error=exc)
-    key = message.id if message.id is not None else f"#{index}"
+    fp = key = ""
     if book is not None:
+        fp = fingerprint(message)
+        key = message_key(message, fp, run.occurrences)
         previous = book.previous(key)
+        if (
+            previous is not None
+            and previous.fp is not None
+            and previous.fp != fp
+            and options.on_conflict != "skip"
+        ):
+            if options.on_conflict == "stop":
+                where = f" (line {previous.line})" if previous.line is not None else ""
+                error = ValueError(
+                    f"conflict: id {key!r} was journaled for a different message{where}; "
+                    "resume with the input the journal was written for, or choose on_conflict"
+                )
+                return Outcome(index, message, "conflict", error=error)
+            previous = None  # "send": a new message under an old id
         if previous is not None and previous.status == "accepted":
             return Outcome(index, message, "already_accepted", smsid=previous.smsid)
-        if previous is not None and previous.status in ("unknown", "pending"):
+        if (
+            previous is not None
+            and previous.status in ("unknown", "pending")
+            and not options.resend_unknown
+        ):
             return Outcome(index, message, "already_unknown")
 
     wired = False  # set once the request may go on the wire: decides the status of a failure
@@ -448,34 +631,41 @@ async def _send_one(
             book.write(
                 key,
                 "pending",
+                fp=fp,
                 mobile=mask_mobile(message.mobile),
                 digest=content_digest(message.content or "|".join(message.variables or ())),
+                line=_line_of(message),
             )
         wired = True
+        progress.on_wire += 1
 
-    while True:
-        try:
-            if message.template_id is not None:
-                result = await client._send_template(
-                    message.mobile, message.template_id, message.variables or (), message.kind, on_wire
-                )
-            elif message.content is None:
-                raise ValueError("message has neither content nor template_id")
-            else:
-                result = await client._send_text(message.mobile, message.content, message.kind, on_wire)
-        except _Stopped:
-            raise
-        except LocalRateLimitError as exc:
-            # The per-second bucket: wait the turn instead of failing (the batch paces).
-            if not wired and exc.code == 4080 and exc.retry_after is not None and clock is not None:
-                await clock.sleep(exc.retry_after)
-                continue
-            return _finish(book, key, index, message, exc, wired)
-        except Exception as exc:  # any type: the status comes from where the send stopped
-            return _finish(book, key, index, message, exc, wired)
-        if book is not None:
-            book.write(key, "accepted", smsid=result.smsid)
-        return Outcome(index, message, "accepted", result=result, smsid=result.smsid)
+    try:
+        while True:
+            try:
+                if message.template_id is not None:
+                    result = await client._send_template(
+                        message.mobile, message.template_id, message.variables or (), message.kind, on_wire
+                    )
+                elif message.content is None:
+                    raise ValueError("message has neither content nor template_id")
+                else:
+                    result = await client._send_text(message.mobile, message.content, message.kind, on_wire)
+            except _Stopped:
+                raise
+            except LocalRateLimitError as exc:
+                # The per-second bucket: wait the turn instead of failing (the batch paces).
+                if not wired and exc.code == 4080 and exc.retry_after is not None and clock is not None:
+                    await clock.sleep(exc.retry_after)
+                    continue
+                return _finish(book, key, index, message, exc, wired)
+            except Exception as exc:  # any type: the status comes from where the send stopped
+                return _finish(book, key, index, message, exc, wired)
+            if book is not None:
+                book.write(key, "accepted", smsid=result.smsid)
+            return Outcome(index, message, "accepted", result=result, smsid=result.smsid)
+    finally:
+        if wired:
+            progress.on_wire -= 1
 
 
 def _finish(

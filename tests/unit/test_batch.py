@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import tracemalloc
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -473,7 +474,7 @@ async def test_batch_status_comes_from_where_the_send_stopped(tmp_path: Path) ->
         "a-lookup": LookupError("unknown encoding"),
         "a-key": KeyError("smsid"),
         "a-transport": ih.TransportError("not sent: pool_timeout", sent=False),
-        "a-rejected": ih.AccountError(4051, "剩余条数不足", category="account"),
+        "a-rejected": ih.ContentRejectedError(407, "短信内容含有敏感字符", category="content"),
     }
     before: dict[str, BaseException] = {
         "b-value": ValueError("template_id must be a positive int"),
@@ -496,3 +497,152 @@ async def test_batch_status_comes_from_where_the_send_stopped(tmp_path: Path) ->
         last[entry["id"]] = entry
     assert last["a-value"]["status"] == "unknown" and "ValueError" in last["a-value"]["reason"]
     assert "on the wire" in last["a-lookup"]["reason"]
+
+
+# -- resuming an edited input (#13) ------------------------------------------------------------
+
+
+def _ok_client(requests: list[str]) -> IhuyiClient:
+    def handler(request: httpx.Request) -> httpx.Response:
+        requests.append(request.content.decode())
+        return httpx.Response(200, json={"code": 2, "smsid": "16842079209571524017"})
+
+    return IhuyiClient("APIID", "KEY", transport=httpx.MockTransport(handler), limiter=None)
+
+
+async def test_resume_without_ids_survives_deleted_and_appended_rows(tmp_path: Path) -> None:
+    journal = tmp_path / "j.jsonl"
+    rows = [{"mobile": f"1380000{i:04d}", "content": f"订单{i}已发货"} for i in range(10)]
+    rows.append(dict(rows[3]))  # an identical message twice: two messages, two keys
+    requests: list[str] = []
+    async with _ok_client(requests) as client:
+        first = [o.status async for o in client.send_many(rows, journal=journal)]
+    assert first == ["accepted"] * 11 and len(requests) == 11
+
+    edited = rows[1:] + [{"mobile": "13900000000", "content": "新客户"}]  # row 1 deleted, one appended
+    async with _ok_client(requests) as client:
+        second = sorted([o.status async for o in client.send_many(edited, journal=journal)])
+    assert second == ["accepted"] + ["already_accepted"] * 10
+    assert len(requests) == 12 and "13900000000" in requests[-1]  # the new customer was sent
+
+    rows[5] = {"mobile": rows[5]["mobile"], "content": "订单5改期"}  # an edited row is a new message
+    async with _ok_client(requests) as client:
+        third = sorted([o.status async for o in client.send_many(rows, journal=journal)])
+    assert third == ["accepted"] + ["already_accepted"] * 10 and len(requests) == 13
+
+
+async def test_an_id_whose_message_changed_is_a_conflict_that_stops_the_run(tmp_path: Path) -> None:
+    from ihuyi_async import Journal
+    from ihuyi_async._batch import find_conflicts
+
+    journal = tmp_path / "j.jsonl"
+    rows = [{"mobile": f"1380000{i:04d}", "content": f"订单{i}已发货", "id": f"o{i}"} for i in range(6)]
+    requests: list[str] = []
+    async with _ok_client(requests) as client:
+        assert [o.status async for o in client.send_many(rows[:3], journal=journal)] == ["accepted"] * 3
+
+    changed = [dict(r) for r in rows]
+    changed[1]["mobile"] = "13999999999"  # o1 now names another customer
+    conflicts = find_conflicts(changed, Journal(journal))
+    assert [(i, m.id) for i, m, _ in conflicts] == [(1, "o1")]
+
+    async with _ok_client(requests) as client:
+        outcomes = [o async for o in client.send_many(changed, concurrency=1, journal=journal)]
+    statuses = {o.message.id: o.status for o in outcomes}  # type: ignore[union-attr]
+    assert statuses["o0"] == "already_accepted" and statuses["o1"] == "conflict"
+    assert "o1" in str(next(o.error for o in outcomes if o.status == "conflict"))
+    assert len(requests) == 3  # nothing more was sent after the conflict
+    assert all(s in ("already_accepted", "conflict", "not_sent") for s in statuses.values())
+
+    async with _ok_client(requests) as client:  # an explicit policy: trust the journal
+        skipped = [o.status async for o in client.send_many(changed, journal=journal, on_conflict="skip")]
+    assert sorted(skipped) == ["accepted"] * 3 + ["already_accepted"] * 3 and len(requests) == 6
+    async with _ok_client(requests) as client:  # or send the changed message as new
+        sent = [o.status async for o in client.send_many(changed, journal=journal, on_conflict="send")]
+    assert sorted(sent) == ["accepted"] + ["already_accepted"] * 5 and "13999999999" in requests[-1]
+
+
+# -- stop when the account is the problem (#13) ------------------------------------------------
+
+
+@pytest.mark.parametrize("code", [40502, 4051])
+async def test_an_account_level_code_stops_the_run_after_the_first(code: int, tmp_path: Path) -> None:
+    requests: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        requests.append(request.content.decode())
+        return httpx.Response(200, json={"code": code, "msg": "no", "smsid": "0"})
+
+    journal = tmp_path / "j.jsonl"
+    msgs = [{"mobile": f"139{i:08d}", "content": f"m{i}"} for i in range(500)]
+    async with IhuyiClient("APIID", "KEY", transport=httpx.MockTransport(handler), limiter=None) as client:
+        run = client.send_many(msgs, concurrency=1, journal=journal)
+        outcomes = [o async for o in run]
+    assert len(requests) == 1
+    assert [o.status for o in outcomes] == ["rejected"] and run.taken == 1
+    assert run.stop_reason is not None and str(code) in run.stop_reason
+    # resumable: a rerun sends the rest (and stops again at the first refusal)
+    async with IhuyiClient("APIID", "KEY", transport=httpx.MockTransport(handler), limiter=None) as client:
+        again = [o.status async for o in client.send_many(msgs, concurrency=4, journal=journal)]
+    assert again.count("rejected") <= 4 and len(requests) <= 5
+    # stop_on=None: every message is tried (the old behaviour, by choice)
+    async with IhuyiClient("APIID", "KEY", transport=httpx.MockTransport(handler), limiter=None) as client:
+        every = [o.status async for o in client.send_many(msgs[:20], stop_on=None)]
+    assert every == ["rejected"] * 20
+
+
+async def test_stop_on_stops_at_once_and_taken_messages_not_on_the_wire_come_back_not_sent() -> None:
+    clock = FakeClock(NOW, auto_advance=False)  # sends to one number wait for turns that never come
+    requests: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        requests.append(request.content.decode())
+        if "13900000007" in request.content.decode():
+            return httpx.Response(200, json={"code": 4050, "msg": "账号被冻结", "smsid": "0"})
+        return httpx.Response(200, json={"code": 2, "smsid": "16842079209571524017"})
+
+    msgs = [{"mobile": "13800138000", "content": f"m{i}"} for i in range(3)]
+    msgs += [{"mobile": f"139000000{i:02d}", "content": "x"} for i in range(5, 40)]
+    async with IhuyiClient(
+        "APIID", "KEY", transport=httpx.MockTransport(handler), clock=clock,
+        limiter=Limiter(clock=clock, max_wait=60),
+    ) as client:
+        with anyio.fail_after(10):
+            run = client.send_many(msgs, concurrency=8)
+            outcomes = [o async for o in run]
+    statuses = Counter(o.status for o in outcomes)
+    assert statuses["rejected"] == 1 and statuses["not_sent"] >= 2  # two were waiting for a turn
+    assert len(outcomes) == run.taken < len(msgs)  # every message taken has exactly one outcome
+    assert all(isinstance(o.error, ih.TransportError) for o in outcomes if o.status == "not_sent")
+    assert statuses["accepted"] + statuses["rejected"] == len(requests)
+
+
+async def test_graceful_stop_lets_requests_on_the_wire_finish() -> None:
+    release = anyio.Event()
+    on_wire = 0
+
+    class Gate(httpx.AsyncBaseTransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            nonlocal on_wire
+            on_wire += 1
+            await release.wait()
+            return httpx.Response(200, json={"code": 2, "smsid": "16842079209571524017"})
+
+    msgs = ({"mobile": f"139{i:08d}", "content": "x"} for i in range(1000))
+    async with IhuyiClient("APIID", "KEY", transport=Gate(), limiter=None) as client:
+        run = client.send_many(msgs, concurrency=5)
+        outcomes: list[object] = []
+
+        async def consume() -> None:
+            outcomes.extend([o async for o in run])
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(consume)
+                while on_wire < 5:
+                    await anyio.lowlevel.checkpoint()
+                run.stop("interrupted")
+                assert run.progress.on_wire == 5
+                release.set()
+    assert len(outcomes) == 5 and all(o.status == "accepted" for o in outcomes)  # type: ignore[attr-defined]
+    assert run.stop_reason == "interrupted" and run.taken == 5
