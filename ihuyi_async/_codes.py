@@ -19,11 +19,14 @@ from ._exceptions import (
     TemplateError,
 )
 
-__all__ = ["CODES", "CodeInfo", "error_for", "explain", "lookup", "markdown_table"]
+__all__ = ["ACCOUNT_LEVEL_CODES", "CODES", "CodeInfo", "error_for", "explain", "lookup", "markdown_table"]
 
 SUCCESS = 2
 #: Codes by which the provider says a per-number limit was reached.
 RATE_LIMIT_CODES = frozenset({408, 4080, 4082, 4085, 4086})
+# Codes about the account, not the message (credentials, IP allow-list, frozen, balance,
+# clock): every other message of a batch would get the same answer. Marked on CodeInfo.
+_ACCOUNT_LEVEL = frozenset({400, 401, 402, 405, 4050, 4051, 4052, 4053, 40501, 40502})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -33,6 +36,8 @@ class CodeInfo:
     :ivar texts: the provider's Chinese text(s), every variant seen.
     :ivar retryable: trying again later (same message, same number) may succeed.
     :ivar permanent_for_recipient: this number will not receive messages until a human acts.
+    :ivar account_level: the code concerns the account, not the message (credentials, IP,
+        frozen account, balance, clock): a batch stops at the first one.
     """
 
     code: int
@@ -42,6 +47,7 @@ class CodeInfo:
     action: str
     retryable: bool = False
     permanent_for_recipient: bool = False
+    account_level: bool = False
     known: bool = True
 
     @property
@@ -83,6 +89,7 @@ def _c(
         action=action,
         retryable=retryable,
         permanent_for_recipient=permanent,
+        account_level=code in _ACCOUNT_LEVEL,
     )
 
 
@@ -161,6 +168,10 @@ CODES: dict[int, CodeInfo] = {
 }
 
 
+#: Codes the registry marks ``account_level``: ``send_many`` stops at the first by default.
+ACCOUNT_LEVEL_CODES = frozenset(code for code, info in CODES.items() if info.account_level)
+
+
 def lookup(code: int) -> CodeInfo:
     """The registry entry for ``code``; an unknown code gets a generic entry keeping its number."""
     info = CODES.get(code)
@@ -205,6 +216,8 @@ def explain(code: int | str) -> str:
         flags.append("retryable later")
     if info.permanent_for_recipient:
         flags.append("permanent for this recipient")
+    if info.account_level:
+        flags.append("concerns the account: a batch stops at the first")
     if info.known:
         lines.append("exception: " + info.exception_class.__name__ + (f" ({', '.join(flags)})" if flags else ""))
     return "\n".join(lines)
