@@ -156,8 +156,10 @@ class IhuyiClient:
     :param api_key: the APIKEY (default: ``$IHUYI_API_KEY``). Never logged, never
         in a repr or exception; with ``signing="dynamic"`` never on the wire.
     :param flavour: ``"legacy"`` (``106.ihuyi.com/webservice/sms.php``, default) or
-        ``"json"`` (``api.ihuyi.com/sms/Submit.json``, template sends).
-    :param base_url: scheme and host only; the flavour supplies the paths.
+        ``"json"`` (``api.ihuyi.com/sms/Submit.json``, template sends); default
+        ``$IHUYI_FLAVOUR``, else legacy.
+    :param base_url: scheme and host only; the flavour supplies the paths (default
+        ``$IHUYI_BASE_URL``, else the flavour's host).
     :param response_format: ``"json"`` (default) or ``"xml"`` (legacy flavour only).
     :param signing: ``"dynamic"`` (MD5 dynamic password, default) or ``"plain"`` (the
         key itself as password; it then travels in the POST body).
@@ -173,7 +175,8 @@ class IhuyiClient:
     :param transport: an httpx transport (tests: ``emulator.transport``, respx, mocks).
     :param http_client: a user's own :class:`httpx.AsyncClient`; never closed by us.
     :param backend: ``"httpx"`` (default; asyncio and trio) or ``"aiohttp"``
-        (extra ``aiohttp``; asyncio only; fastest under high concurrency).
+        (extra ``aiohttp``; asyncio only; fastest under high concurrency); default
+        ``$IHUYI_BACKEND`` unless ``transport=`` or ``http_client=`` is given.
     :param clock: time source for signing, the default limiter and retry waits.
     :param limiter: a :class:`~ihuyi_async.limiter.Limiter`; default: the provider's
         per-number rules in memory; ``None`` disables local limiting.
@@ -189,7 +192,7 @@ class IhuyiClient:
         account: str | None = None,
         api_key: str | None = None,
         *,
-        flavour: Literal["legacy", "json"] = "legacy",
+        flavour: Literal["legacy", "json"] | None = None,
         base_url: str | None = None,
         response_format: Literal["json", "xml"] = "json",
         signing: Literal["dynamic", "plain"] = "dynamic",
@@ -198,7 +201,7 @@ class IhuyiClient:
         limits: httpx.Limits | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         http_client: httpx.AsyncClient | None = None,
-        backend: Backend = "httpx",
+        backend: Backend | None = None,
         clock: Clock | None = None,
         limiter: Limiter | None = DEFAULT,
         signature: str | None = None,
@@ -208,6 +211,12 @@ class IhuyiClient:
     ) -> None:
         account = account if account is not None else os.environ.get("IHUYI_ACCOUNT")
         api_key = api_key if api_key is not None else os.environ.get("IHUYI_API_KEY")
+        env = os.environ
+        flavour = flavour if flavour is not None else env.get("IHUYI_FLAVOUR") or "legacy"  # type: ignore[assignment]
+        base_url = base_url if base_url is not None else env.get("IHUYI_BASE_URL") or None
+        if backend is None:  # the environment's choice, unless an httpx transport/client is given
+            own = transport is None and http_client is None
+            backend = (env.get("IHUYI_BACKEND") or "httpx") if own else "httpx"  # type: ignore[assignment]
         if not isinstance(account, str) or not account.strip():
             raise ValueError("no account: pass account= or set IHUYI_ACCOUNT")
         if not isinstance(api_key, str) or not api_key.strip():
