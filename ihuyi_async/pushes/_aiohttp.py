@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from ._receiver import PushReceiver, _Incoming
+from ._receiver import PushReceiver, _Disconnected, _Incoming, _MalformedBody
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -29,6 +29,14 @@ def _web() -> Any:
     return web
 
 
+def _body_errors() -> tuple[tuple[type[Exception], ...], type[Exception]]:
+    """aiohttp's errors for a body it could not read (framing, a bad ``Content-Encoding``),
+    and the error of a client gone mid-body."""
+    from aiohttp import http_exceptions, web
+
+    return (web.RequestPayloadError, http_exceptions.HttpProcessingError), ConnectionError
+
+
 def aiohttp_handler(
     receiver: PushReceiver,
 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
@@ -41,13 +49,16 @@ def aiohttp_handler(
 
     The body is read from the stream up to the receiver's ``max_body``
     (aiohttp's own ``client_max_size`` is not involved). The peer address is
-    ``request.remote``; ``X-Forwarded-For`` is judged by the receiver.
+    ``request.remote``; ``X-Forwarded-For`` is judged by the receiver. A body
+    aiohttp cannot frame is answered 400; a client gone mid-body gets nothing
+    (aiohttp would otherwise log the ``ConnectionResetError`` as a handler error).
 
     :raises ImportError: aiohttp is not installed.
 
     .. versionadded:: 0.1.0
     """
     web_module = _web()
+    framing_error, gone_error = _body_errors()
 
     async def handle(request: web.Request) -> web.StreamResponse:
         incoming = _Incoming(
@@ -63,14 +74,24 @@ def aiohttp_handler(
         async def read_body(limit: int) -> bytes | None:
             chunks: list[bytes] = []
             size = 0
-            async for chunk in request.content.iter_any():
-                size += len(chunk)
-                if size > limit:
-                    return None
-                chunks.append(chunk)
+            try:
+                async for chunk in request.content.iter_any():
+                    size += len(chunk)
+                    if size > limit:
+                        return None
+                    chunks.append(chunk)
+            except framing_error as exc:
+                raise _MalformedBody from exc
+            except gone_error as exc:
+                raise _Disconnected from exc
             return b"".join(chunks)
 
-        answer = await receiver._serve(incoming, read_body)
+        try:
+            answer = await receiver._serve(incoming, read_body)
+        except _Disconnected:
+            # Nobody to answer; a response object keeps aiohttp from logging a handler error.
+            gone: web.StreamResponse = web_module.Response(status=400)
+            return gone
         response: web.StreamResponse = web_module.Response(
             status=answer.status,
             body=answer.body,

@@ -12,11 +12,12 @@ is one of ``trusted_proxies``, read from the right, skipping trusted hops.
 
 from __future__ import annotations
 
-import codecs
 import hmac
 import ipaddress
 from collections.abc import Iterable, Sequence
 from urllib.parse import parse_qsl
+
+from .._charsets import ascii_compatible_codec
 
 __all__ = ["DEFAULT_MAX_BODY", "FORM_MEDIA_TYPE", "Guards", "NetworkLike"]
 
@@ -160,8 +161,12 @@ class Guards:
     def form_charset(content_type: str | None) -> str | None:
         """The charset of a form body, or ``None`` when the media type is not a form.
 
-        Accepts ``application/x-www-form-urlencoded`` with an optional known
-        ``charset`` parameter (default UTF-8).
+        Accepts ``application/x-www-form-urlencoded`` with an optional ``charset``
+        parameter (default UTF-8) naming an ASCII-compatible text encoding (UTF-8,
+        GBK, GB18030, Big5, Latin-1, ...): a form is ASCII syntax, so a charset
+        that reads ``a=1&b=%E4`` otherwise (UTF-16, UTF-7, EBCDIC) cannot carry one.
+        Unknown names and codecs that are not text encodings (``base64``,
+        ``undefined``) give ``None`` as well, so the receiver answers 415.
         """
         if content_type is None:
             return None
@@ -173,12 +178,7 @@ class Guards:
             name, _, value = param.partition("=")
             if name.strip().lower() == "charset":
                 charset = value.strip().strip('"').lower() or "utf-8"
-        try:
-            name = codecs.lookup(charset).name
-            "".encode(name)  # refuses codecs that are not text encodings (base64, rot13)
-        except LookupError:
-            return None
-        return name
+        return ascii_compatible_codec(charset)
 
     def __repr__(self) -> str:
         networks = None if self._networks is None else [str(n) for n in self._networks]

@@ -13,16 +13,26 @@ status  body                              when
 200     ``success``                       the handler returned; or the item was
                                           handled within the window; or no handler
                                           is configured for its kind
-400     ``bad request: ...``              undecodable body, or a form that is no push
+400     ``bad request: ...``              undecodable body, malformed Content-Length
+                                          or body framing, or a form that is no push
 403     ``forbidden``                     wrong/missing token, source not allowed
 405     ``method not allowed``            anything but POST
 413     ``payload too large``             body over ``max_body``
-415     ``unsupported media type``        not ``application/x-www-form-urlencoded``
-500     ``handler failed``                the handler raised (logged); not marked handled
+415     ``unsupported media type``        not ``application/x-www-form-urlencoded``,
+                                          or a ``charset`` that is unknown, not a text
+                                          encoding, or not ASCII-compatible
+500     ``handler failed``                the handler (or a custom parser) raised
+                                          (logged); not marked handled
+500     ``internal error``                anything else raised inside the receiver
+                                          (logged): a request never makes it raise
 503     ``busy, retry later``             the same item is being handled elsewhere and
                                           did not finish within ``busy_wait``; or the
                                           dedupe store failed
 ======  ================================  =========================================
+
+No exception leaves the ASGI app or the aiohttp handler for any request: only
+cancellation, and a client that went away before its body was read (nothing is
+answered then). ``tests/pushes/test_push_fuzz.py`` holds that to random requests.
 """
 
 from __future__ import annotations
@@ -63,9 +73,14 @@ ReplyHandler = Callable[[Reply], Awaitable[None] | None]
 #: A template review handler: a plain or ``async`` callable.
 TemplateReviewHandler = Callable[[TemplateReview], Awaitable[None] | None]
 
+#: Reads the body up to a limit: the bytes, or ``None`` over the limit. Raises
+#: :class:`_Disconnected` when the client went away, :class:`_MalformedBody` when the
+#: server could not frame the body (a broken chunked encoding, say).
 BodyReader = Callable[[int], Awaitable[bytes | None]]
 
 _MAX_FIELDS = 64
+#: More digits than any Content-Length under a sane ``max_body`` (and far below the int limit).
+_MAX_LENGTH_DIGITS = 18
 _POLL_INTERVAL = 0.05
 
 
@@ -77,7 +92,8 @@ class PushStatistics:
     :ivar handled: pushes whose handler returned (answered ``success``).
     :ivar duplicates: pushes acknowledged without calling the handler again.
     :ivar ignored: pushes of a kind with no handler (answered ``success``).
-    :ivar failed: pushes whose handler raised (answered 500).
+    :ivar failed: pushes whose handler (or parser) raised, and requests the receiver
+        itself failed on (answered 500).
     :ivar rejected: requests refused by a guard or the parser (4xx).
     :ivar busy: pushes answered 503 (in progress elsewhere, or store failure).
 
@@ -117,11 +133,19 @@ _NOT_ALLOWED = _Answer(405, b"method not allowed", (("allow", "POST"),))
 _TOO_LARGE = _Answer(413, b"payload too large")
 _MEDIA_TYPE = _Answer(415, b"unsupported media type")
 _FAILED = _Answer(500, b"handler failed")
+_INTERNAL = _Answer(500, b"internal error")
+_BAD_LENGTH = _Answer(400, b"bad request: content-length")
+_BAD_BODY = _Answer(400, b"bad request: malformed body")
+_BAD_FORM = _Answer(400, b"bad request: undecodable form")
 _BUSY = _Answer(503, b"busy, retry later", (("retry-after", "60"),))
 
 
 class _Disconnected(Exception):
     """The client went away before its body was read."""
+
+
+class _MalformedBody(Exception):
+    """The server could not frame the body (raised by a :data:`BodyReader`)."""
 
 
 def _is_async_callable(obj: object) -> bool:
@@ -141,6 +165,30 @@ def _check_seconds(name: str, value: float, *, positive: bool) -> float:
             "number of seconds"
         )
     return value
+
+
+def _incoming_of(scope: Scope) -> _Incoming:
+    """The request line and the headers the pipeline reads, from an ASGI ``http`` scope."""
+    content_type = content_length = None
+    forwarded: list[str] = []
+    for raw_name, raw_value in scope.get("headers") or ():
+        name = raw_name.decode("latin-1").lower()
+        if name == "content-type":
+            content_type = raw_value.decode("latin-1")
+        elif name == "content-length":
+            content_length = raw_value.decode("latin-1")
+        elif name == "x-forwarded-for":
+            forwarded.append(raw_value.decode("latin-1"))
+    client = scope.get("client")
+    return _Incoming(
+        method=str(scope.get("method", "GET")).upper(),
+        path=str(scope.get("path", "/")),
+        query_string=bytes(scope.get("query_string", b"")).decode("latin-1"),
+        content_type=content_type,
+        content_length=content_length,
+        peer=str(client[0]) if client else None,
+        forwarded_for=forwarded,
+    )
 
 
 class PushReceiver:
@@ -303,26 +351,6 @@ class PushReceiver:
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1008})
             return
-        content_type = content_length = None
-        forwarded: list[str] = []
-        for raw_name, raw_value in scope.get("headers") or ():
-            name = raw_name.decode("latin-1").lower()
-            if name == "content-type":
-                content_type = raw_value.decode("latin-1")
-            elif name == "content-length":
-                content_length = raw_value.decode("latin-1")
-            elif name == "x-forwarded-for":
-                forwarded.append(raw_value.decode("latin-1"))
-        client = scope.get("client")
-        incoming = _Incoming(
-            method=str(scope.get("method", "GET")).upper(),
-            path=str(scope.get("path", "/")),
-            query_string=bytes(scope.get("query_string", b"")).decode("latin-1"),
-            content_type=content_type,
-            content_length=content_length,
-            peer=str(client[0]) if client else None,
-            forwarded_for=forwarded,
-        )
 
         async def read_body(limit: int) -> bytes | None:
             chunks: list[bytes] = []
@@ -340,9 +368,15 @@ class PushReceiver:
                     return b"".join(chunks)
 
         try:
-            answer = await self._serve(incoming, read_body)
-        except _Disconnected:
-            return
+            incoming = _incoming_of(scope)
+        except Exception:  # noqa: BLE001 - a scope no ASGI server builds (headers not bytes, ...)
+            self._counts["received"] += 1
+            answer = self._reject(_Answer(400, b"bad request: malformed request"), "scope", None)
+        else:
+            try:
+                answer = await self._serve(incoming, read_body)
+            except _Disconnected:
+                return
         headers = [
             (b"content-type", b"text/plain; charset=utf-8"),
             (b"content-length", str(len(answer.body)).encode("ascii")),
@@ -353,12 +387,29 @@ class PushReceiver:
 
     # -- the pipeline ------------------------------------------------------------
 
-    def _reject(self, answer: _Answer, why: str, incoming: _Incoming) -> _Answer:
+    def _reject(self, answer: _Answer, why: str, incoming: _Incoming | None) -> _Answer:
         self._counts["rejected"] += 1
-        logger.info("push refused with %d (%s) from %s", answer.status, why, incoming.peer)
+        peer = incoming.peer if incoming is not None else None
+        logger.info("push refused with %d (%s) from %s", answer.status, why, peer)
         return answer
 
     async def _serve(self, incoming: _Incoming, read_body: BodyReader) -> _Answer:
+        """Answer one request; whatever fails inside is answered 500, never raised.
+
+        :raises _Disconnected: the client went away before its body was read.
+        """
+        try:
+            return await self._pipeline(incoming, read_body)
+        except _Disconnected:
+            raise
+        except _MalformedBody:
+            return self._reject(_BAD_BODY, "body framing", incoming)
+        except Exception:
+            self._counts["failed"] += 1
+            logger.exception("push receiver failed; answered 500")
+            return _INTERNAL
+
+    async def _pipeline(self, incoming: _Incoming, read_body: BodyReader) -> _Answer:
         self._counts["received"] += 1
         guards = self._guards
         if not guards.source_ok(incoming.peer, incoming.forwarded_for):
@@ -373,10 +424,9 @@ class PushReceiver:
         if incoming.content_length is not None:
             declared = incoming.content_length.strip()
             if not declared.isdigit() or not declared.isascii():
-                return self._reject(
-                    _Answer(400, b"bad request: content-length"), "length", incoming
-                )
-            if int(declared) > guards.max_body:
+                return self._reject(_BAD_LENGTH, "length", incoming)
+            digits = declared.lstrip("0")
+            if len(digits) > _MAX_LENGTH_DIGITS or int(digits or "0") > guards.max_body:
                 return self._reject(_TOO_LARGE, "declared length over the limit", incoming)
         body = await read_body(guards.max_body)
         if body is None:
@@ -391,15 +441,16 @@ class PushReceiver:
                 max_num_fields=_MAX_FIELDS,
             )
         except ValueError:  # UnicodeDecodeError, too many fields
-            return self._reject(_Answer(400, b"bad request: undecodable form"), "form", incoming)
+            return self._reject(_BAD_FORM, "form", incoming)
         form: dict[str, str] = {}
         for name, value in pairs:
             form.setdefault(name, value)
         try:
             push = self._parser(form)
         except PushParseError as exc:
+            reason = str(exc.reason)
             return self._reject(
-                _Answer(400, f"bad request: {exc.reason}".encode()), exc.reason, incoming
+                _Answer(400, f"bad request: {reason}".encode("utf-8", "replace")), reason, incoming
             )
         except Exception:
             self._counts["failed"] += 1

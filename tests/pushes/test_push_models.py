@@ -290,7 +290,7 @@ def test_all_is_sorted_explicit_and_importable() -> None:
     assert public - set(pushes.__all__) <= {"annotations"}
 
 
-def test_the_package_imports_only_redact_and_clock_from_the_core() -> None:
+def test_the_package_imports_only_redact_clock_and_charsets_from_the_core() -> None:
     """The pushes package stands alone: no client, transport or testing imports."""
     package = Path(pushes.__file__).parent
     for path in package.glob("*.py"):
@@ -298,7 +298,7 @@ def test_the_package_imports_only_redact_and_clock_from_the_core() -> None:
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom):
                 if node.level == 2:
-                    assert node.module in ("_redact", "_clock"), (path.name, node.module)
+                    assert node.module in ("_redact", "_clock", "_charsets"), (path.name, node.module)
                 elif node.level == 0:
                     assert not (node.module or "").startswith("ihuyi_async"), path.name
                 else:
