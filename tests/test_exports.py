@@ -20,3 +20,19 @@ def test_library_does_not_import_testing_or_cli() -> None:
             "bad=[m for m in sys.modules if m.startswith('ihuyi_async.testing') or m in ('ihuyi_async._cli','ihuyi_async._demo')];"
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_testing_exports_and_modules_by_concern() -> None:
+    import ihuyi_async.testing as testing
+
+    assert testing.__all__ == [
+        "CHINA_TZ", "DEFAULT_ACCOUNTS", "Emulator", "EmulatorServer", "EmulatorTransport",
+        "FakeClock", "Fault", "FaultPlan", "Limits", "Outbox", "PushAnswer", "PushRecord",
+        "RecordedRequest", "SentMessage", "Template", "faults", "is_verification", "mock_ihuyi",
+        "post_push", "receipt_form", "reply_form", "respx_side_effect", "template_review_form",
+    ]
+    for concern in ("_model", "_rules", "_http", "_outbox", "_inbox", "_server", "_wire"):
+        importlib.import_module(f"ihuyi_async.testing.{concern}")
+    with pytest.warns(DeprecationWarning, match="SentMessage"):
+        renamed = testing.Message
+    assert renamed is testing.SentMessage

@@ -12,29 +12,35 @@ and no credentials::
     emulator = Emulator(accounts={"APIID": "APIKEY"}, balance=1000)
     client = IhuyiClient("APIID", "APIKEY", transport=emulator.transport, clock=emulator.clock)
 
-The library itself never imports this package.
+The push builders (:func:`receipt_form`, :func:`reply_form`, :func:`template_review_form`,
+:func:`post_push`, :class:`PushAnswer`) live here since 0.2.0; the old names in
+:mod:`ihuyi_async.pushes` stay for one release. The library itself never imports this package.
 
 .. versionadded:: 0.1.0
 """
 
 from __future__ import annotations
 
+import warnings
+from typing import Any
+
 from .._clock import FakeClock
 from . import _faults as faults
-from ._emulator import (
-    CHINA_TZ,
-    DEFAULT_ACCOUNTS,
-    Emulator,
-    EmulatorTransport,
-    Limits,
-    Message,
-    RecordedRequest,
-    Template,
-    is_verification,
-)
+from ._emulator import Emulator
 from ._faults import Fault, FaultPlan
-from ._pushes import PushRecord
+from ._http import EmulatorTransport
+from ._model import CHINA_TZ, DEFAULT_ACCOUNTS, Limits, RecordedRequest, SentMessage, Template
+from ._outbox import (
+    Outbox,
+    PushAnswer,
+    PushRecord,
+    post_push,
+    receipt_form,
+    reply_form,
+    template_review_form,
+)
 from ._respx import mock_ihuyi, respx_side_effect
+from ._rules import is_verification
 from ._server import EmulatorServer
 
 __all__ = [
@@ -47,14 +53,20 @@ __all__ = [
     "Fault",
     "FaultPlan",
     "Limits",
-    "Message",
+    "Outbox",
+    "PushAnswer",
     "PushRecord",
     "RecordedRequest",
+    "SentMessage",
     "Template",
     "faults",
     "is_verification",
     "mock_ihuyi",
+    "post_push",
+    "receipt_form",
+    "reply_form",
     "respx_side_effect",
+    "template_review_form",
 ]
 
 for _name in __all__:
@@ -62,3 +74,15 @@ for _name in __all__:
     if isinstance(_obj, type) and _obj.__module__.startswith(__name__ + "._"):
         _obj.__module__ = __name__
 del _name, _obj
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Message":
+        warnings.warn(
+            "ihuyi_async.testing.Message is renamed SentMessage (it is not the batch "
+            "ihuyi_async.Message); the old name goes in the next release",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return SentMessage
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -13,8 +13,9 @@ import sys
 from collections.abc import Sequence
 
 from .._clock import SystemClock
-from ._emulator import DEFAULT_ACCOUNTS, Emulator
+from ._emulator import Emulator
 from ._http1 import HttpServer
+from ._model import DEFAULT_ACCOUNTS
 from ._server import _bind, serve
 
 __all__ = ["main"]

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from ._emulator import Emulator, respond
+from ._emulator import Emulator
+from ._http import respond
 
 if TYPE_CHECKING:
     import respx

@@ -56,7 +56,7 @@ def _bind(host: str, port: int) -> socket.socket:
 
 def _recorder(emulator: Emulator) -> Callable[[BadRequest, tuple[str, int] | None], None]:
     def record(exc: BadRequest, peer: tuple[str, int] | None) -> None:
-        emulator._record_unreadable(exc.method, exc.target, exc.status, exc.reason)
+        emulator.record_unreadable(exc.method, exc.target, exc.status, exc.reason)
 
     return record
 
