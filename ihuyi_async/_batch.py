@@ -40,7 +40,7 @@ from ._exceptions import (
 from ._journal import Journal, JournalEntry
 from ._models import SendResult
 from ._redact import content_digest, mask_mobile
-from ._validation import normalize_mobile
+from ._validation import Kind, check_kind, normalize_mobile
 
 if TYPE_CHECKING:
     from ._client import IhuyiClient
@@ -90,7 +90,7 @@ class Message:
     mobile: str
     content: str | None = None
     id: str | None = field(default=None, kw_only=True)
-    kind: str | None = field(default=None, kw_only=True)
+    kind: Kind | None = field(default=None, kw_only=True)
     template_id: int | None = field(default=None, kw_only=True)
     variables: tuple[str, ...] | None = field(default=None, kw_only=True)
     metadata: Mapping[str, Any] | None = field(default=None, kw_only=True, compare=False)
@@ -135,7 +135,7 @@ class Message:
             mobile,
             item.get("content") or None,
             id=None if raw_id in (None, "") else str(raw_id),
-            kind=item.get("kind") or None,
+            kind=check_kind(item.get("kind") or None),
             template_id=template_id,
             variables=variables,
             metadata=extra or None,
@@ -147,19 +147,22 @@ class Outcome:
     """What became of one message.
 
     :ivar index: its position in the input (0-based).
-    :ivar message: the message (a :class:`Message`, or what was given if it was malformed).
+    :ivar message: the message; ``None`` only when the input item could not be read as
+        one (then ``status`` is ``invalid`` and :attr:`item` holds what was given).
     :ivar status: see :data:`OutcomeStatus`.
     :ivar result: the :class:`SendResult` when accepted in this run, else ``None``.
     :ivar error: the typed error, else ``None``.
     :ivar smsid: the provider's id when accepted (this run or, for skips, an earlier one).
+    :ivar item: the input item as given (a :class:`Message` or a dict, or anything else).
     """
 
     index: int
-    message: Message | Any
+    message: Message | None
     status: OutcomeStatus
     result: SendResult | None = None
-    error: BaseException | None = None
+    error: Exception | None = None
     smsid: str | None = None
+    item: object = None
 
     @property
     def ok(self) -> bool:
@@ -510,11 +513,11 @@ async def _run(
 def _stopped(pulled: tuple[int, Any], reason: str | None) -> Outcome:
     index, item = pulled
     try:
-        message: Message | Any = Message.from_any(item)
+        message: Message | None = Message.from_any(item)
     except Exception:
-        message = item
+        message = None
     error = TransportError(f"not sent: the run stopped ({reason or 'stopped'})", sent=False)
-    return Outcome(index, message, "not_sent", error=error)
+    return Outcome(index, message, "not_sent", error=error, item=item)
 
 
 def fingerprint(message: Message) -> str:
@@ -592,7 +595,7 @@ async def _send_one(
     except Exception as exc:  # a malformed item, whatever it raised: nothing was sent
         if book is not None:
             book.write(f"#{index}", "invalid", reason=str(exc)[:200])
-        return Outcome(index, item, "invalid", error=exc)
+        return Outcome(index, None, "invalid", error=exc, item=item)
     fp = key = ""
     if book is not None:
         fp = fingerprint(message)
@@ -610,16 +613,16 @@ async def _send_one(
                     f"conflict: id {key!r} was journaled for a different message{where}; "
                     "resume with the input the journal was written for, or choose on_conflict"
                 )
-                return Outcome(index, message, "conflict", error=error)
+                return Outcome(index, message, "conflict", error=error, item=item)
             previous = None  # "send": a new message under an old id
         if previous is not None and previous.status == "accepted":
-            return Outcome(index, message, "already_accepted", smsid=previous.smsid)
+            return Outcome(index, message, "already_accepted", smsid=previous.smsid, item=item)
         if (
             previous is not None
             and previous.status in ("unknown", "pending")
             and not options.resend_unknown
         ):
-            return Outcome(index, message, "already_unknown")
+            return Outcome(index, message, "already_unknown", item=item)
 
     wired = False  # set once the request may go on the wire: decides the status of a failure
 
@@ -657,19 +660,25 @@ async def _send_one(
                 if not wired and exc.code == 4080 and exc.retry_after is not None and clock is not None:
                     await clock.sleep(exc.retry_after)
                     continue
-                return _finish(book, key, index, message, exc, wired)
+                return _finish(book, key, index, message, item, exc, wired)
             except Exception as exc:  # any type: the status comes from where the send stopped
-                return _finish(book, key, index, message, exc, wired)
+                return _finish(book, key, index, message, item, exc, wired)
             if book is not None:
                 book.write(key, "accepted", smsid=result.smsid)
-            return Outcome(index, message, "accepted", result=result, smsid=result.smsid)
+            return Outcome(index, message, "accepted", result=result, smsid=result.smsid, item=item)
     finally:
         if wired:
             progress.on_wire -= 1
 
 
 def _finish(
-    book: Journal | None, key: str, index: int, message: Message, exc: Exception, wired: bool
+    book: Journal | None,
+    key: str,
+    index: int,
+    message: Message,
+    item: object,
+    exc: Exception,
+    wired: bool,
 ) -> Outcome:
     status = _status_of(exc, wired)
     if book is not None:
@@ -680,4 +689,4 @@ def _finish(
                 reason = f"unexpected {reason} after the request went on the wire"
         code = getattr(exc, "code", None)
         book.write(key, status, code=code if isinstance(code, int) else None, reason=reason)
-    return Outcome(index, message, status, error=exc)
+    return Outcome(index, message, status, error=exc, item=item)

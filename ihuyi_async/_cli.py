@@ -41,13 +41,14 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 import anyio
 
-from ._batch import BatchProgress, BatchRun, Message, Outcome, find_conflicts
+from ._batch import BatchProgress, BatchRun, Outcome, find_conflicts
 from ._client import IhuyiClient
 from ._codes import ACCOUNT_LEVEL_CODES, lookup
 from ._codes import explain as explain_code
 from ._exceptions import ApiError, DeliveryUnknownError, IhuyiError
 from ._journal import UNRESOLVED, Journal, JournalEntry
 from ._redact import mask_mobile
+from ._validation import check_kind
 
 __all__ = ["EXIT_CODES", "app", "main"]
 
@@ -195,7 +196,7 @@ def send(
 
     async def go() -> Any:
         async with client:
-            return await client.send(mobile, content, kind=kind)
+            return await client.send(mobile, content, kind=check_kind(kind))
 
     try:
         sent = _run(go, as_json)
@@ -256,18 +257,18 @@ def explain(code: int, as_json: JsonOut = False) -> None:
           explain_code(code))
 
 
-@app.command()
-def emulator(
-    port: Annotated[int, typer.Option(help="0 picks a free port")] = 0,
-    account: Annotated[str, typer.Option()] = "APIID",
-    api_key: Annotated[str, typer.Option()] = "APIKEY",
-    balance: Annotated[int, typer.Option()] = 1000,
-) -> None:
-    """Serve the testing emulator on 127.0.0.1 until interrupted."""
-    from .testing.__main__ import main as testing_main
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
+    add_help_option=False,
+)
+def emulator(ctx: typer.Context) -> None:
+    """Serve the testing emulator on 127.0.0.1 until interrupted (options: emulator --help).
 
-    argv = ["serve", "--port", str(port), "--account", f"{account}:{api_key}", "--balance", str(balance)]
-    raise typer.Exit(testing_main(argv))
+    The same command, options and defaults as ``python -m ihuyi_async.testing serve``.
+    """
+    from .testing._command import serve_main
+
+    raise typer.Exit(serve_main(ctx.args, prog="ihuyi-async emulator"))
 
 
 @app.command()
@@ -492,10 +493,10 @@ class _Tally:
 def _failure_row(outcome: Outcome) -> dict[str, Any]:
     message = outcome.message
     meta: dict[str, Any] = {}
-    if isinstance(message, Message):
+    if message is not None:
         meta = dict(message.metadata or {})
-    elif isinstance(message, dict):
-        meta = message
+    elif isinstance(outcome.item, dict):
+        meta = outcome.item
     original = meta.get("_row") or {}
     code = getattr(outcome.error, "code", None)
     return {**original, "line": meta.get("line", ""), "status": outcome.status,

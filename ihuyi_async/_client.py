@@ -50,6 +50,8 @@ from ._transport import (
 )
 from ._validation import (
     TRIAL_TEMPLATE,
+    Kind,
+    check_kind,
     count_segments,
     join_variables,
     normalize_mobile,
@@ -404,13 +406,14 @@ class IhuyiClient:
 
     # ----------------------------------------------------------------- public calls
 
-    async def send(self, mobile: str, content: str, *, kind: str | None = None) -> SendResult:
+    async def send(self, mobile: str, content: str, *, kind: Kind | None = None) -> SendResult:
         """Send one message to one number.
 
         Validated locally first (blank, not a mainland number, emoji, too long), then
         the limiter may make the call wait its turn (per-second rule) or refuse it.
 
-        :param kind: ``"verification"`` for verification codes (their own daily quota).
+        :param kind: ``"verification"`` for verification codes (their own daily quota) or
+            ``"notification"``; anything else raises :class:`ValueError`.
         :raises InvalidRequestError: 403/404/406, refused locally, no request made.
         :raises ContentRejectedError: 4073/4074 locally, or 407 etc. by the provider.
         :raises LocalRateLimitError: our limiter refused it; no request made.
@@ -423,8 +426,9 @@ class IhuyiClient:
         return await self._send_text(mobile, content, kind, None)
 
     async def _send_text(
-        self, mobile: str, content: str, kind: str | None, on_wire: Callable[[], None] | None
+        self, mobile: str, content: str, kind: Kind | None, on_wire: Callable[[], None] | None
     ) -> SendResult:
+        kind = check_kind(kind)
         number = normalize_mobile(mobile)
         validate_content(content, max_length=self._flavour.max_content, mobile=number)
         segments = count_segments(content, self._signature)
@@ -436,7 +440,7 @@ class IhuyiClient:
         *,
         template_id: int,
         variables: Sequence[str | int],
-        kind: str | None = None,
+        kind: Kind | None = None,
     ) -> SendResult:
         """Send an approved template with its variables (``json`` flavour).
 
@@ -451,9 +455,10 @@ class IhuyiClient:
         mobile: str,
         template_id: int,
         variables: Sequence[str | int],
-        kind: str | None,
+        kind: Kind | None,
         on_wire: Callable[[], None] | None,
     ) -> SendResult:
+        kind = check_kind(kind)
         if not self._flavour.templates:
             raise UnsupportedOperationError(
                 "the legacy flavour has no template mode: use IhuyiClient(flavour='json') "

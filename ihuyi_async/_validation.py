@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from typing import Literal, get_args
 
 from ._codes import error_for
 
 __all__ = [
+    "KINDS",
+    "Kind",
     "SINGLE_SEGMENT",
     "MULTI_SEGMENT",
     "TRIAL_TEMPLATE",
+    "check_kind",
     "count_segments",
     "find_emoji",
     "join_variables",
@@ -37,6 +41,32 @@ _MOBILE = re.compile(r"(?:\+?86)?(1[3-9]\d{9})")
 # Plane (4-byte UTF-8, where all pictographic emoji live), plus the emoji
 # presentation selector and the keycap combiner that turn BMP symbols into emoji.
 _EMOJI = re.compile("[\U00010000-\U0010ffff\ufe0f\u20e3]")
+
+
+#: What a send is: ``"verification"`` (a code: the 5-per-day verification rule applies)
+#: or ``"notification"`` (anything else; the same as no kind).
+Kind = Literal["verification", "notification"]
+KINDS: frozenset[str] = frozenset(get_args(Kind))
+
+
+def check_kind(kind: object) -> Kind | None:
+    """``kind`` itself when it is one of :data:`KINDS` or ``None``.
+
+    A misspelt kind (``"verfication"``) would silently skip the verification rule, so it
+    is refused.
+
+    :raises TypeError: not a string.
+    :raises ValueError: not one of :data:`KINDS`.
+    """
+    if kind is None:
+        return None
+    if not isinstance(kind, str):
+        raise TypeError(f"kind must be a str or None, not {type(kind).__name__}")
+    if kind == "verification":
+        return "verification"
+    if kind == "notification":
+        return "notification"
+    raise ValueError(f"kind must be 'verification', 'notification' or None, not {kind!r}")
 
 
 def normalize_mobile(mobile: str) -> str:

@@ -265,3 +265,71 @@ def test_failed_rows_keep_the_original_row_line_status_code_and_reason(server: E
     write_csv(fixed, [{**r, "mobile": m} for r, m in zip(rows, ["13800000002", "13800000003"], strict=True)])
     again = run_cli("batch", str(fixed), "--json", *creds(server.url))
     assert again.returncode == 0 and json.loads(again.stdout)["counts"] == {"accepted": 2}
+
+
+def test_second_ctrl_c_aborts_and_what_was_on_the_wire_is_unresolved(tmp_path: Path) -> None:
+    emulator = Emulator(accounts={"APIID": "APIKEY"}, balance=10**6, limits=False, clock=SystemClock())
+    src, journal = tmp_path / "in.csv", tmp_path / "j.jsonl"
+    write_csv(src, [{"mobile": f"1380000{i:04d}", "content": f"订单{i}已发货"} for i in range(100)])
+    with EmulatorServer(emulator) as server:
+        emulator.fail_next(faults.latency(0.2), times=10, method="Submit")
+        emulator.fail_next(faults.latency(30), times=10**6, method="Submit")  # then: stuck on the wire
+        args = ["batch", str(src), "--json", "--concurrency", "5", "--journal", str(journal), *creds(server.url)]
+        proc = subprocess.Popen([sys.executable, "-m", "ihuyi_async", *args], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=ENV)
+        deadline = time.monotonic() + 60
+        while not journal.exists() or journal.read_text(encoding="utf-8").count('"pending"') < 15:
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.5)  # the graceful stop is waiting for the stuck requests
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    counts = json.loads(out)["counts"]
+    assert counts["unknown"] == 5 and counts["accepted"] == 10 and sum(counts.values()) == 100, counts
+    listing = run_cli("journal", str(journal), "--format", "json")
+    assert listing.returncode == 3 and len(json.loads(listing.stdout)["unresolved"]) == 5
+
+
+# -- #13.7 options a user reaches for ----------------------------------------------------------
+
+
+def test_version_backend_environment_and_logging(server: EmulatorServer, tmp_path: Path) -> None:
+    version = run_cli("--version")
+    assert version.returncode == 0 and version.stdout.startswith("ihuyi-async ")
+    src = tmp_path / "in.csv"
+    write_csv(src, [{"mobile": f"1380000{i:04d}", "content": f"订单{i}已发货"} for i in range(5)])
+    env = {"IHUYI_ACCOUNT": "APIID", "IHUYI_API_KEY": "APIKEY", "IHUYI_BASE_URL": server.url}
+    for backend in ("httpx", "aiohttp"):
+        proc = run_cli("-v", "batch", str(src), "--json", "--backend", backend, env=env)
+        assert proc.returncode == 0, proc.stderr
+    via_env = run_cli("--log-level", "debug", "send", "13800000001", "你好", env={**env, "IHUYI_BACKEND": "aiohttp"})
+    assert via_env.returncode == 0 and "138****0001" in via_env.stderr and "13800000001" not in via_env.stderr
+    assert len(server.emulator.messages) == 11
+    bad_level = run_cli("--log-level", "chatty", "balance", env=env)
+    assert bad_level.returncode == 2
+
+
+def test_missing_account_names_the_option_and_a_wrong_key_gives_a_hint(server: EmulatorServer) -> None:
+    missing = run_cli("balance")
+    one_line_error(missing, "--account", "IHUYI_ACCOUNT")
+    wrong = run_cli("send", "13800000001", "你好", *creds(server.url, key="WRONG"))
+    assert wrong.returncode == 1 and "40502" in wrong.stderr and "hint" in wrong.stderr and "APIKEY" in wrong.stderr
+    typo = run_cli("send", "13800000001", "你好", "--kind", "verfication", *creds(server.url))
+    one_line_error(typo, "verfication")
+    assert server.emulator.messages == []
+
+
+def test_dry_run_says_how_many_more_and_predicts_daily_refusals(tmp_path: Path) -> None:
+    src = tmp_path / "in.csv"
+    rows = [{"mobile": "12345", "content": f"坏号码{i}"} for i in range(60)]
+    rows += [{"mobile": "13800000001", "content": f"通知{i}"} for i in range(7)]
+    write_csv(src, rows)
+    proc = run_cli("batch", str(src), "--dry-run")
+    assert proc.returncode == 1
+    assert "60 invalid, 2 refused by the daily limits" in proc.stdout and "… 12 more" in proc.stdout
+    data = json.loads(run_cli("batch", str(src), "--dry-run", "--json").stdout)
+    assert data["valid"] == 5 and len(data["invalid_rows"]) == 60
+    assert [r["line"] for r in data["refused_rows"]] == [67, 68] and "4082" in data["refused_rows"][0]["error"]
