@@ -353,10 +353,12 @@ class ShardedPoolTransport(httpx.AsyncBaseTransport):
         active = self._active
         index = self._pick() if len(active) > 1 else 0
         active[index] += 1
+        pool = self._pools[index]
         try:
-            response = await self._pools[index].handle_async_request(request)
+            response = await pool.handle_async_request(request)
         except BaseException:
             active[index] -= 1
+            await _reclaim_orphans(pool)
             raise
         stream = response.stream
         assert isinstance(stream, httpx.AsyncByteStream)
@@ -366,6 +368,41 @@ class ShardedPoolTransport(httpx.AsyncBaseTransport):
     async def aclose(self) -> None:
         for pool in self._pools:
             await pool.aclose()
+
+
+async def _reclaim_orphans(transport: httpx.AsyncHTTPTransport) -> None:
+    """Drop connections that a cancelled request left behind in httpcore's pool.
+
+    httpcore 1.0.9 (encode/httpcore#1093, fixed upstream only in forks): a request
+    cancelled after the pool assigned it a *new* connection, but before it used
+    it, leaves that connection in the pool, neither connecting, idle, closed nor
+    expired. It holds a slot for ever; ``max_connections`` of them and every
+    request ends in ``PoolTimeout``. Whatever the cancellation style (trio and
+    anyio scopes included). After any failed request we remove such orphans (a
+    never-connected connection that no queued or active request owns) and let the
+    pool hand the freed slots to waiting requests, as upstream's fix does.
+    """
+    pool: Any = getattr(transport, "_pool", None)
+    connections: Any = getattr(pool, "_connections", None)
+    requests: Any = getattr(pool, "_requests", None)
+    if not connections or requests is None:
+        return
+    owned = {id(r.connection) for r in requests if r.connection is not None}
+    orphans = [
+        conn
+        for conn in connections
+        if id(conn) not in owned
+        and getattr(conn, "_connection", False) is None  # never connected
+        and getattr(conn, "_connect_failed", True) is False
+    ]
+    if not orphans:
+        return
+    with pool._optional_thread_lock:
+        for conn in orphans:
+            if conn in pool._connections:
+                pool._connections.remove(conn)
+        closing = pool._assign_requests_to_connections()
+    await pool._close_connections(closing)  # shielded by httpcore
 
 
 class HttpxTransport:
@@ -422,6 +459,7 @@ class HttpxTransport:
             request = client.build_request(
                 "POST", url, content=body, headers=FORM_HEADERS, extensions=extensions
             )
+        request.stream = _Body(body)  # same bytes and Content-Length, no async generator
         try:
             response = await client.send(request, stream=True, follow_redirects=False)
         except (httpx.HTTPError, OSError) as exc:
@@ -477,6 +515,38 @@ class HttpxTransport:
 
     def abandon(self) -> None:
         """Nothing to do here: the dead loop's sockets are released with it."""
+
+
+class _Body(httpx.AsyncByteStream):
+    """A request body whose iterator is not an async generator.
+
+    httpx's own body stream is one; a request cancelled while its body is being
+    written abandons it, and trio warns (``ResourceWarning``) when it is collected.
+    """
+
+    __slots__ = ("_body",)
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return _Once(self._body)
+
+
+class _Once:
+    __slots__ = ("_body",)
+
+    def __init__(self, body: bytes | None) -> None:
+        self._body = body
+
+    def __aiter__(self) -> _Once:
+        return self
+
+    async def __anext__(self) -> bytes:
+        body, self._body = self._body, None
+        if body is None:
+            raise StopAsyncIteration
+        return body
 
 
 def _announced_over(length: str, max_bytes: int) -> bool:
