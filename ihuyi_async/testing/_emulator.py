@@ -62,6 +62,8 @@ class Emulator(ProviderModel):
     :param max_length_legacy: longest content on ``webservice/sms.php`` (4073).
     :param max_length_json: longest content on ``sms/Submit.json`` (4073).
     :param seed: seed of the probabilistic faults' random draws.
+    :param flavours: the API flavours answered, ``"legacy"`` (``webservice/sms.php``)
+        and ``"json"`` (``sms/*.json``); by default both.
     """
 
     def __init__(
@@ -85,6 +87,7 @@ class Emulator(ProviderModel):
         max_length_legacy: int = 300,
         max_length_json: int = 500,
         seed: int | None = 0,
+        flavours: Iterable[str] = ("legacy", "json"),
     ) -> None:
         super().__init__(
             accounts,
@@ -107,6 +110,8 @@ class Emulator(ProviderModel):
         self.push_retries = push_retries
         self.push_retry_step = 60.0
         self.faults = FaultPlan(seed=seed)
+        #: The API flavours answered; calls to the other one are unexpected (404).
+        self.flavours = frozenset(flavours)
         #: The pushes queued and made (:class:`~ihuyi_async.testing.Outbox`).
         self.outbox = Outbox(self, messages=lambda: self.messages, now=self._now_dt, changed=self._changed)
         #: An ``httpx.AsyncBaseTransport`` calling this emulator directly (no sockets).

@@ -76,6 +76,8 @@ def prepare(
                 if lowered.endswith(suffix):
                     flavour, method = "json", name
                     break
+    if flavour is not None and flavour not in emulator.flavours:
+        method = None
     fault = emulator.faults.pick(method) if method is not None else None
     return Call(
         http_method.upper(), path, method, flavour, fields, fault, decoded.charset,
