@@ -22,7 +22,15 @@ from __future__ import annotations
 from ._limiter import Limiter, LimiterStatistics, Reservation
 from ._memory import MemoryStore
 from ._redis import RedisStore
-from ._rules import CHINA_TZ, DEFAULT_RULES, Rule, RuleSet, provider_rules, to_china_time
+from ._rules import (
+    CHINA_TZ,
+    DEFAULT_RULES,
+    PER_SECOND_MARGIN,
+    Rule,
+    RuleSet,
+    provider_rules,
+    to_china_time,
+)
 from ._store import Grant, Refusal, Store
 
 __all__ = [
@@ -32,6 +40,7 @@ __all__ = [
     "Limiter",
     "LimiterStatistics",
     "MemoryStore",
+    "PER_SECOND_MARGIN",
     "RedisStore",
     "Refusal",
     "Reservation",

@@ -28,7 +28,7 @@ _ALG = {"token_bucket": _BUCKET, "fixed_window": _FIXED, "rolling_window": _ROLL
 MAX_SCHEDULE_AHEAD = 3600.0
 
 # One compiled rule: (algorithm, scope 0=number 1=content, slot, limit, period, offset,
-# burst tolerance, rule index).
+# burst tolerance, rule index); a bucket's period is its rule's interval (period + margin).
 _Op = tuple[int, int, int, int, float, float, float, int]
 _Plan = tuple[tuple[_Op, ...], bool, bool]
 _State = list[object]
@@ -86,8 +86,9 @@ class _Table:
                 layout.extend((-math.inf, 0))
             else:
                 layout.append(())
-            tol = (rule.limit - 1) * rule.period
-            ops.append((alg, scope, slot, rule.limit, rule.period, rule.offset, tol, index))
+            period = rule.interval  # a bucket's turns are spaced by period + margin
+            tol = (rule.limit - 1) * period
+            ops.append((alg, scope, slot, rule.limit, period, rule.offset, tol, index))
         self._ops: tuple[_Op, ...] = tuple(ops)
         self._blank_num, self._blank_con = blank
         self._plans: dict[tuple[int, ...], _Plan] = {}

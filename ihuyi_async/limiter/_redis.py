@@ -149,7 +149,7 @@ class RedisStore(Store):
                     _ALG[r.algorithm],
                     r.name,
                     str(r.limit),
-                    str(_us(r.period)),
+                    str(_us(r.interval)),  # a bucket's turns: period + margin
                     str(_us(r.offset)),
                     "1" if r.per_content else "0",
                 ]

@@ -7,7 +7,8 @@
 -- ARGV[3]  '1' take, '0' peek (earliest time a send would be granted; changes nothing)
 -- ARGV[4..] six per rule, buckets first:
 --          algorithm (0 token bucket, 1 fixed window, 2 rolling window), field,
---          limit, period (us), offset (us), scope (0 number, 1 content)
+--          limit, period (us; a bucket: its interval, period + margin), offset (us),
+--          scope (0 number, 1 content)
 --
 -- State, all integers in microseconds (formatted with %.0f: never lose digits):
 --   bucket  <field>     theoretical arrival time (GCRA)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio as redis
-from limiter_support import NOON, MakeLimiter
+from limiter_support import NOON, MakeLimiter, rules
 
 from ihuyi_async import FakeClock
 from ihuyi_async.limiter import Limiter, MemoryStore, RedisStore, Rule, Store
@@ -68,11 +68,12 @@ def make_store(
 
 @pytest.fixture
 def make_limiter(make_store: Callable[[], Store]) -> MakeLimiter:
-    """``make_limiter(rules=None, clock=FakeClock(), **options)`` on the parametrised store."""
+    """``make_limiter(rules=None, clock=FakeClock(), **options)`` on the parametrised store;
+    ``rules=None`` means the provider's rules with the suites' margin (``limiter_support``)."""
 
-    def make(rules: list[Rule] | tuple[Rule, ...] | None = None, **options: Any) -> Limiter:
+    def make(chosen: list[Rule] | tuple[Rule, ...] | None = None, **options: Any) -> Limiter:
         options.setdefault("clock", FakeClock(NOON))
-        return Limiter(rules, make_store(), **options)
+        return Limiter(rules() if chosen is None else chosen, make_store(), **options)
 
     return make
 
@@ -81,7 +82,9 @@ def make_limiter(make_store: Callable[[], Store]) -> MakeLimiter:
 
 
 @pytest.fixture(scope="session")
-def private_redis_url(start_private_redis: Callable[[], AbstractContextManager[int]]) -> Iterator[str]:
+def private_redis_url(
+    start_private_redis: Callable[[], AbstractContextManager[int]],
+) -> Iterator[str]:
     """A redis-server started for this session alone (INFO commandstats, SCRIPT FLUSH)."""
     with start_private_redis() as port:
         yield f"redis://127.0.0.1:{port}/0"

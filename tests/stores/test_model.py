@@ -22,13 +22,13 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from limiter_support import MIDNIGHT
+from limiter_support import MARGIN, MIDNIGHT, STEP
 
 from ihuyi_async._redact import content_digest
 from ihuyi_async.limiter import Grant, MemoryStore, RedisStore, Refusal, Rule, RuleSet, Store
 
 RULES = (
-    Rule.token_bucket("per_second"),
+    Rule.token_bucket("per_second", margin=MARGIN),  # turns STEP = 1.25 s apart
     Rule.per_day("per_day", 4),
     Rule.per_day("verification_per_day", 2, code=4085, kind="verification"),
     Rule.window("identical_per_minute", 2, 60, code=408, per_content=True),
@@ -38,7 +38,7 @@ DAY = 86400.0
 OFFSET = 28800.0
 NUMBERS = ("13800000001", "13800000002")
 CONTENTS = ("", "hello", "world")
-JUMPS = (0.0, 0.5, 1.0, 1.5, 30.0, 59.5, 60.0, 3600.0, 43200.0, DAY)
+JUMPS = (0.0, 0.25, 0.5, 1.0, STEP, 1.5, 30.0, 59.5, 60.0, 3600.0, 43200.0, DAY)
 
 
 def day(t: float) -> int:
@@ -99,7 +99,7 @@ class Model:
         self, mobile: str, kind: str | None, content: str, now: float, max_delay: float
     ) -> tuple[str, float]:
         turns = self.turns[mobile]
-        turn = max(now, turns[-1] + 1.0) if turns else now
+        turn = max(now, turns[-1] + STEP) if turns else now
         checks = [("per_day", 4)]
         if kind == "verification":
             checks.append(("verification_per_day", 2))
@@ -200,7 +200,7 @@ class LimiterMachine(RuleBasedStateMachine):
         mobile=st.sampled_from(NUMBERS),
         kind=st.sampled_from([None, "verification"]),
         content=st.sampled_from(CONTENTS),
-        max_delay=st.sampled_from([0.0, 1.0, 2.5]),
+        max_delay=st.sampled_from([0.0, 1.0, STEP, 2.5]),
     )
     def send(self, mobile: str, kind: str | None, content: str, max_delay: float) -> None:
         selected = self.ruleset.select(kind, bool(content))
@@ -240,7 +240,7 @@ class LimiterMachine(RuleBasedStateMachine):
 
     @invariant()
     def time_is_on_the_grid(self) -> None:
-        assert self.now * 2 == int(self.now * 2)
+        assert self.now * 4 == int(self.now * 4)
 
 
 SETTINGS = settings(max_examples=40, stateful_step_count=40, deadline=None)

@@ -9,8 +9,9 @@ from ihuyi_async.limiter import Rule, RuleSet, provider_rules
 from ihuyi_async.limiter._memory import _compile, _Table
 
 RULESETS = [
-    RuleSet(provider_rules()),
-    RuleSet(provider_rules(rolling_day=True)),
+    RuleSet(provider_rules()),  # the per-second margin of 0.2 s
+    RuleSet(provider_rules(rolling_day=True, per_second_margin=0)),
+    RuleSet([Rule.token_bucket("tbm", capacity=2, per=1.0, margin=0.3), Rule.per_day("d", 4)]),
     RuleSet(
         [
             Rule.token_bucket("tb", capacity=3, per=2.0),

@@ -9,6 +9,7 @@ import pytest
 from ihuyi_async.limiter import (
     CHINA_TZ,
     DEFAULT_RULES,
+    PER_SECOND_MARGIN,
     Rule,
     RuleSet,
     provider_rules,
@@ -21,8 +22,10 @@ MIDNIGHT = 1767283200.0  # 2026-01-02 00:00:00 UTC+8
 def test_default_rules_are_the_providers() -> None:
     by_name = {r.name: r for r in DEFAULT_RULES}
     assert by_name["per_second"] == Rule(
-        name="per_second", code=4080, algorithm="token_bucket", limit=1, period=1.0
+        name="per_second", code=4080, algorithm="token_bucket", limit=1, period=1.0, margin=0.2
     )
+    # the provider counts 1/s on arrival: turns are spaced by 1 s plus the margin
+    assert PER_SECOND_MARGIN == 0.2 and by_name["per_second"].interval == 1.2
     assert (by_name["per_day"].limit, by_name["per_day"].code, by_name["per_day"].offset) == (
         5,
         4082,
@@ -52,6 +55,9 @@ def test_provider_rules_are_adjustable() -> None:
         and rules[1].algorithm == "rolling_window"
         and rules[1].period == 86400.0
     )
+    exact = provider_rules(per_second_margin=0)[0]
+    assert (exact.margin, exact.interval) == (0.0, 1.0)
+    assert provider_rules(per_second_margin=0.5)[0].interval == 1.5
 
 
 @pytest.mark.parametrize(
@@ -73,6 +79,30 @@ def test_provider_rules_are_adjustable() -> None:
             "period": 1.0,
             "offset": float("nan"),
         },
+        {
+            "name": "x",
+            "code": 1,
+            "algorithm": "token_bucket",
+            "limit": 1,
+            "period": 1.0,
+            "margin": -0.1,
+        },
+        {
+            "name": "x",
+            "code": 1,
+            "algorithm": "token_bucket",
+            "limit": 1,
+            "period": 1.0,
+            "margin": float("nan"),
+        },
+        {
+            "name": "x",
+            "code": 1,
+            "algorithm": "rolling_window",
+            "limit": 1,
+            "period": 1.0,
+            "margin": 0.2,
+        },
     ],
 )
 def test_invalid_rules_are_refused(kwargs: dict[str, object]) -> None:
@@ -84,6 +114,7 @@ def test_ruleset_orders_buckets_first_and_rejects_duplicates() -> None:
     rs = RuleSet([Rule.per_day("d", 3), Rule.token_bucket("b")])
     assert [r.name for r in rs] == ["b", "d"] and len(rs) == 2
     assert rs.horizon == 86400.0
+    assert RuleSet([Rule.token_bucket("b", capacity=3, per=2, margin=0.5)]).horizon == 7.5
     with pytest.raises(ValueError, match="unique"):
         RuleSet([Rule.per_day("d", 3), Rule.per_day("d", 4)])
     with pytest.raises(TypeError):
@@ -125,6 +156,8 @@ def test_window_end_is_midnight_china_time() -> None:
 def test_constructors() -> None:
     b = Rule.token_bucket("v", capacity=2, per=60, code=4085, kind="verification")
     assert (b.limit, b.period, b.kind, b.code) == (2, 60.0, "verification", 4085)
+    assert (b.margin, b.interval) == (0.0, 60.0)
+    assert Rule.token_bucket("m", margin=1).interval == 2.0
     w = Rule.window("w", 3, 10, code=4086, rolling=False, offset=5)
     assert (w.algorithm, w.offset) == ("fixed_window", 5.0)
     assert Rule.per_day("x", 1, utc_offset_hours=0).offset == 0.0
