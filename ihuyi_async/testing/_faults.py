@@ -174,6 +174,11 @@ class FaultPlan:
                 return entry.fault
         return None
 
+    def remove(self, entry: ScheduledFault) -> None:
+        """Remove one entry (from :attr:`entries`); nothing when it is already gone."""
+        with self._lock:
+            self._entries = [e for e in self._entries if e is not entry]
+
     def clear(self) -> None:
         """Remove every entry."""
         with self._lock:

@@ -354,6 +354,37 @@ class ProviderModel:
                     return code
         raise LookupError("no verification message was sent to that number")
 
+    def number_states(self) -> list[dict[str, object]]:
+        """Per account and number: sends and verification codes today (China calendar day)
+        against the limits, and when the next send is allowed (a Unix time, or ``None``)."""
+        now = self.clock.time()
+        today = int((now + _CHINA_OFFSET) // _DAY)
+        limits = self.limits
+        out: list[dict[str, object]] = []
+        with self._lock:
+            for (account, mobile), state in self._numbers.items():
+                current = state.day == today
+                count = state.count if current else 0
+                codes = state.verifications if current else 0
+                recent = [t for t in state.recent if now - t < 1.0]
+                next_at: float | None = None
+                if limits is not None:
+                    if limits.per_day is not None and count >= limits.per_day:
+                        next_at = (today + 1) * _DAY - _CHINA_OFFSET
+                    elif limits.per_second is not None and len(recent) >= limits.per_second:
+                        next_at = recent[0] + 1.0
+                out.append({
+                    "account": account,
+                    "mobile": mobile,
+                    "sent_today": count,
+                    "per_day": limits.per_day if limits else None,
+                    "codes_today": codes,
+                    "codes_per_day": limits.verification_per_day if limits else None,
+                    "next_allowed_at": next_at,
+                    "blacklisted": mobile in self.blacklist,
+                })
+        return out
+
     def balance_of(self, account: str | None = None) -> int:
         """Messages left on ``account`` (default: the first account)."""
         with self._lock:
