@@ -126,7 +126,9 @@ async def test_charset_undefined_through_httpx_answers_415() -> None:
 
 async def test_a_nul_in_the_charset_is_415() -> None:
     # codecs.lookup raises ValueError ("embedded null character") for it.
-    sent = await _call(Calls().receiver(), [(b"content-type", FORM_TYPE.encode() + b"; charset=u\x00")])
+    sent = await _call(
+        Calls().receiver(), [(b"content-type", FORM_TYPE.encode() + b"; charset=u\x00")]
+    )
     assert sent[0]["status"] == 415
 
 
@@ -276,7 +278,9 @@ class TestOverTheWire:
                 _, writer = await asyncio.open_connection(parts.hostname, parts.port)
                 writer.write(
                     b"POST " + parts.path.encode() + b" HTTP/1.1\r\nHost: push.test\r\n"
-                    b"Content-Type: " + FORM_TYPE.encode() + b"\r\nContent-Length: 500\r\n\r\n"
+                    b"Content-Type: "
+                    + FORM_TYPE.encode()
+                    + b"\r\nContent-Length: 500\r\n\r\n"
                     + BODY[:20]
                 )
                 await writer.drain()
