@@ -201,6 +201,30 @@ async def test_balance_is_retried_after_a_lost_answer(server: FaultServer, backe
         await client.aclose()
 
 
+# --------------------------------------------------------------------------- AddTemplate
+
+TEMPLATE_FAULTS = ("refused", "close_after_read", "trickle", "oversized", "http_5xx")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kind", TEMPLATE_FAULTS)
+async def test_add_template_under_fault(server: FaultServer, kind: str, backend: str) -> None:
+    """AddTemplate is not idempotent either: as a send, unknown once it may have left."""
+    case = await run_fault_case(server, kind, backend, call="add_template")
+    why = _explain(case)
+    assert case.error != "hang", why
+    assert case.wall <= BOUND, why
+    seen = case.seen.get("AddTemplate", 0)
+    if kind == "refused":
+        assert isinstance(case.exception, TransportError), why
+        assert case.exception.sent is False and seen == 0, why
+    else:
+        assert isinstance(case.exception, DeliveryUnknownError), why
+        assert seen == 1, why  # never retried once it may have left
+    assert set(case.seen) <= {"AddTemplate"}, why
+    assert case.next_ok, why
+
+
 # --------------------------------------------------------------------------- keep-alive timing race
 
 

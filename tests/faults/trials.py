@@ -57,7 +57,7 @@ class FaultCase:
 
     kind: str
     backend: str
-    call: str  # "send" or "balance"
+    call: str  # "send", "balance" or "add_template"
     error: str = "-"  # exception class name, "-" when the call succeeded, "hang" past the guard
     reason: str = ""  # DeliveryUnknownError.reason, or the TransportError's message
     sent: object = "n/a"  # the exception's .sent (False / None), "n/a" if none
@@ -110,6 +110,8 @@ async def _guarded_call(
         try:
             if call == "send":
                 await client.send(mobile, TEXT)
+            elif call == "add_template":
+                await client.add_template("您的验证码是：【变量】。")
             else:
                 await client.balance()
         except IhuyiError as exc:
