@@ -12,8 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from ihuyi_async._cli import app
-from ihuyi_async.testing._command import build_parser, serve_main
 from ihuyi_async.testing.__main__ import main as module_main
+from ihuyi_async.testing._command import build_parser, serve_main
 
 
 def _options(help_text: str) -> list[str]:

@@ -299,6 +299,25 @@ def test_bare_lf_http10_and_chunked_bodies(served: tuple[Emulator, EmulatorServe
     assert len(emulator.requests) == 3 and [r.http_method for r in emulator.unexpected] == ["HEAD"]
 
 
+def test_curl_expect_100_continue_gets_an_interim_answer(served: tuple[Emulator, EmulatorServer]) -> None:
+    emulator, server = served
+    body, ctype = php_curl_multipart(
+        {"account": ACCOUNT, "password": KEY, "mobile": MOBILE, "content": TRIAL + "x" * 1100}
+    )
+    head = post(PATH + "?method=Submit", b"", ctype, extra="Expect: 100-continue\r\n")
+    head = head.replace(b"Content-Length: 0", f"Content-Length: {len(body)}".encode())
+    raw = Raw(server.port)
+    try:
+        raw.send(head)
+        interim = raw.response(head_only=True)
+        raw.send(body)
+        final = raw.response()
+    finally:
+        raw.close()
+    assert interim[0] == 100
+    assert (final[0], code_of(final[2])) == (200, 4073)  # over 300 characters, but read and answered
+
+
 def test_a_request_the_server_cannot_read_is_recorded_as_unexpected(served: tuple[Emulator, EmulatorServer]) -> None:
     emulator, server = served
     status, _, _ = exchange(server.port, f"POST {PATH}?method=Submit HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n".encode())
