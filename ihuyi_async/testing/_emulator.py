@@ -113,7 +113,7 @@ class Emulator(ProviderModel):
         #: The API flavours answered; calls to the other one are unexpected (404).
         self.flavours = frozenset(flavours)
         #: The pushes queued and made (:class:`~ihuyi_async.testing.Outbox`).
-        self.outbox = Outbox(self, messages=lambda: self.messages, now=self._now_dt, changed=self._changed)
+        self.outbox = Outbox(self, messages=lambda: self.messages, now=self._now_dt, changed=self.changed)
         #: An ``httpx.AsyncBaseTransport`` calling this emulator directly (no sockets).
         self.transport = _http.EmulatorTransport(self)
 
@@ -156,7 +156,7 @@ class Emulator(ProviderModel):
             self._numbers.clear()
         self.outbox.clear()
         self.faults.clear()
-        self._changed()
+        self.changed()
 
     def fail_next(self, fault: Fault, *, times: int = 1, method: str | None = None) -> None:
         """Act ``fault`` out on the next ``times`` calls (of ``method`` only, if given).
@@ -165,7 +165,7 @@ class Emulator(ProviderModel):
         >>> Emulator().fail_next(faults.http_error(503), method="Submit")
         """
         self.faults.add(fault, times=times, method=method)
-        self._changed()
+        self.changed()
 
     # ------------------------------------------------------------------ pushes
 

@@ -47,7 +47,7 @@ import anyio
 from ..pushes._asgi import Receive, Scope, Send
 from . import _faults
 from ._model import CHINA_TZ, RecordedRequest, SentMessage, Template
-from ._outbox import PushRecord, _Waker
+from ._outbox import PushRecord, Waker
 from ._rules import extract_code
 
 if TYPE_CHECKING:
@@ -299,7 +299,7 @@ async def _api(emulator: Emulator, method: str, path: str, query: Mapping[str, s
                 record = await emulator.reply(mobile, content, smsid=data.get("smsid") or None)
             except RuntimeError as exc:
                 raise _HttpError(409, str(exc)) from None
-            emulator._changed()
+            emulator.changed()
             return await _json(send, _push(record))
         if path == "/api/faults":
             fault = _fault(data)
@@ -313,7 +313,7 @@ async def _api(emulator: Emulator, method: str, path: str, query: Mapping[str, s
                 )
             except (TypeError, ValueError) as exc:
                 raise _HttpError(400, str(exc)) from None
-            emulator._changed()
+            emulator.changed()
             return await _json(send, _faults_json(emulator))
         if path == "/api/reset":
             emulator.reset()
@@ -322,7 +322,7 @@ async def _api(emulator: Emulator, method: str, path: str, query: Mapping[str, s
     if method == "DELETE":
         if path == "/api/faults":
             emulator.faults.clear()
-            emulator._changed()
+            emulator.changed()
             return await _json(send, [])
         match = _FAULT_ITEM.fullmatch(path)
         if match is not None:
@@ -331,14 +331,14 @@ async def _api(emulator: Emulator, method: str, path: str, query: Mapping[str, s
             if index >= len(entries):
                 raise _HttpError(404, f"no fault {index}")
             emulator.faults.remove(entries[index])
-            emulator._changed()
+            emulator.changed()
             return await _json(send, _faults_json(emulator))
     raise _HttpError(405, f"{method} is not allowed on {path}")
 
 
 async def _events(emulator: Emulator, receive: Receive, send: Send) -> None:
     """Server-sent events: ``change`` after every change, a comment every 15 s."""
-    waker = _Waker()
+    waker = Waker()
     remove = emulator.add_listener(waker.wake)
     try:
         await send(

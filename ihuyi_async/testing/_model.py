@@ -295,7 +295,9 @@ class ProviderModel:
 
         return remove
 
-    def _changed(self) -> None:
+    def changed(self) -> None:
+        """Tell the listeners that something changed (the model calls it itself; call it
+        after changing what it cannot see, e.g. :attr:`Emulator.faults`)."""
         with self._lock:
             listeners = list(self._listeners)
         for listener in listeners:
@@ -394,7 +396,7 @@ class ProviderModel:
         """Set the messages left on ``account`` (``None``: the first account)."""
         with self._lock:
             self._account(account).balance = int(balance)
-        self._changed()
+        self.changed()
 
     def _account(self, account: str | None) -> _Account:
         if account is None:
@@ -413,7 +415,7 @@ class ProviderModel:
                 content=content,
                 status="approved" if approved else "pending",
             )
-        self._changed()
+        self.changed()
         return template_id
 
     def approve_template(self, template_id: int) -> None:
@@ -436,7 +438,7 @@ class ProviderModel:
             template.status = "approved" if approved else "rejected"
             template.reason = reason
             self._reviewed(template)
-        self._changed()
+        self.changed()
 
     def _now_dt(self) -> _dt.datetime:
         return _dt.datetime.fromtimestamp(self.clock.time(), CHINA_TZ)
@@ -473,7 +475,7 @@ class ProviderModel:
         )
         with self._lock:
             self._requests.append(entry)
-        self._changed()
+        self.changed()
 
     def record_unreadable(self, http_method: str, target: bytes, status: int, reason: str) -> None:
         """Record a call the loopback server could not read (it answered ``status``)."""

@@ -47,6 +47,7 @@ __all__ = [
     "receipt_form",
     "reply_form",
     "template_review_form",
+    "Waker",
 ]
 
 PushKind = Literal["receipt", "reply", "template"]
@@ -261,8 +262,8 @@ async def post_with_retries(
     return record
 
 
-class _Waker:
-    """Wakes a push dispatcher in its event loop, from any thread."""
+class Waker:
+    """Wakes a task waiting in its event loop (asyncio or trio), from any thread."""
 
     def __init__(self) -> None:
         self._event = anyio.Event()
@@ -323,7 +324,7 @@ class Outbox:
         self._queue: list[PushRecord] = []
         self._pushes: list[PushRecord] = []
         self._receipted: set[str] = set()
-        self._wakers: list[_Waker] = []
+        self._wakers: list[Waker] = []
 
     @property
     def pushes(self) -> list[PushRecord]:
@@ -440,7 +441,7 @@ class Outbox:
 
         Leaving the block sends what is still queued, then stops the dispatcher.
         """
-        waker = _Waker()
+        waker = Waker()
         async with anyio.create_task_group() as tg:
 
             async def dispatch() -> None:
