@@ -9,12 +9,22 @@ or synced with the provider's rate-limit answer).
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import logging
 import math
 import os
+import uuid
 import warnings
 from asyncio import _get_running_loop as _asyncio_running_loop
-from collections.abc import AsyncIterable, Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterable,
+    Awaitable,
+    Callable,
+    Collection,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote_plus
@@ -29,6 +39,9 @@ from ._config import DEFAULT_TIMEOUT, FLAVOURS, MAX_RESPONSE_BYTES, Flavour, Ret
 from ._exceptions import (
     ApiError,
     DeliveryUnknownError,
+    IdempotencyInProgressError,
+    IdempotencyKeyReuseError,
+    IhuyiError,
     ProtocolError,
     TransportError,
     UnsupportedOperationError,
@@ -58,9 +71,11 @@ from ._validation import (
     render_template,
     validate_content,
 )
+from .idempotency._store import LOST, check_key, fingerprint, hash_key
 
 if TYPE_CHECKING:
     from ._batch import BatchRun, ConflictPolicy, Message, ProgressHook
+    from .idempotency import KeyStore
     from .limiter import Limiter
 
 __all__ = ["IhuyiClient"]
@@ -133,6 +148,67 @@ async def _close_elsewhere(home: object, wire: Transport) -> None:
         await anyio.to_thread.run_sync(home.run_until_complete, wire.aclose())
 
 
+def _accepted_record(result: SendResult) -> str:
+    return json.dumps(
+        {
+            "s": "accepted",
+            "smsid": result.smsid,
+            "segments": result.segments,
+            "sent_at": result.sent_at.isoformat(),
+            "message": result.message,
+            "template_id": result.template_id,
+        },
+        ensure_ascii=False,
+    )
+
+
+def _unknown_record(exc: BaseException, progress: CallProgress) -> str:
+    reason = exc.reason if isinstance(exc, DeliveryUnknownError) else "cancelled"
+    sent_at = exc.sent_at if isinstance(exc, DeliveryUnknownError) else None
+    return json.dumps(
+        {"s": "unknown", "reason": reason, "sent_at": sent_at.isoformat() if sent_at else None}
+    )
+
+
+def _replay(record: str, number: str, params: tuple[object, ...]) -> SendResult:
+    """The first call's outcome, again: its result (``replayed``), or its unknown outcome."""
+    try:
+        data = json.loads(record)
+        if not isinstance(data, dict):
+            raise ValueError(record)
+        sent_at = _dt.datetime.fromisoformat(data["sent_at"]) if data.get("sent_at") else None
+        if data.get("s") == "accepted" and sent_at is not None:
+            return SendResult(
+                smsid=str(data["smsid"]),
+                segments=data.get("segments"),
+                mobile=number,
+                sent_at=sent_at,
+                message=str(data.get("message") or ""),
+                template_id=data.get("template_id"),
+                replayed=True,
+            )
+        reason = str(data.get("reason") or "unknown")
+    except (ValueError, KeyError, TypeError):  # a damaged record: never a reason to resend
+        reason, sent_at = "unreadable_record", None
+    raise DeliveryUnknownError(
+        reason,
+        mobile=number,
+        content_digest=content_digest(str(params[-1])),
+        sent_at=sent_at,
+        detail="the outcome of the first call with this idempotency key; not sent again",
+    )
+
+
+async def _settle(operation: Awaitable[None], number: str) -> None:
+    """Record a keyed send's outcome, shielded; a store failure is logged, not raised (the
+    claim then reads as unknown once its lease ends, which never resends)."""
+    with anyio.CancelScope(shield=True), anyio.move_on_after(10):
+        try:
+            await operation
+        except IhuyiError as exc:
+            logger.warning("idempotency key for %s not settled: %s", mask_mobile(number), exc)
+
+
 def _loop_token() -> object:
     """Identity of the running event loop (asyncio loop or trio run)."""
     library = sniffio.current_async_library()
@@ -187,6 +263,12 @@ class IhuyiClient:
     :param templates: known template texts by id, to count segments of template
         sends (the trial template, id 1, is known).
     :param retry: the :class:`RetryPolicy` (sends are never retried unless provably unsent).
+    :param idempotency: where ``idempotency_key=`` sends keep their keys: a
+        :class:`~ihuyi_async.idempotency.KeyStore` (share a ``RedisKeyStore`` between
+        workers); default: in this process's memory, created on first use.
+    :param idempotency_wait: a keyed call that finds the key's first call still in
+        flight waits for its outcome (``True``, default; bounded by the deadline) or
+        raises :class:`IdempotencyInProgressError` at once (``False``).
     """
 
     def __init__(
@@ -210,6 +292,8 @@ class IhuyiClient:
         templates: dict[int, str] | None = None,
         retry: RetryPolicy | None = None,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
+        idempotency: KeyStore | None = None,
+        idempotency_wait: bool = True,
     ) -> None:
         account = account if account is not None else os.environ.get("IHUYI_ACCOUNT")
         api_key = api_key if api_key is not None else os.environ.get("IHUYI_API_KEY")
@@ -305,6 +389,10 @@ class IhuyiClient:
                 max_bytes=max_response_bytes,
                 traced=isinstance(pool, (ShardedPoolTransport, httpx.AsyncHTTPTransport)),
             )
+        self._key_store = idempotency
+        self._key_wait = bool(idempotency_wait)
+        if idempotency is not None:
+            self._check_lease(idempotency)
         self._loop: object | None = None
         self._closed = False
 
@@ -406,7 +494,14 @@ class IhuyiClient:
 
     # ----------------------------------------------------------------- public calls
 
-    async def send(self, mobile: str, content: str, *, kind: Kind | None = None) -> SendResult:
+    async def send(
+        self,
+        mobile: str,
+        content: str,
+        *,
+        kind: Kind | None = None,
+        idempotency_key: str | None = None,
+    ) -> SendResult:
         """Send one message to one number.
 
         Validated locally first (blank, not a mainland number, emoji, too long), then
@@ -414,6 +509,12 @@ class IhuyiClient:
 
         :param kind: ``"verification"`` for verification codes (their own daily quota) or
             ``"notification"``; anything else raises :class:`ValueError`.
+        :param idempotency_key: at most one send per key (1-200 characters): a later
+            call with the same key returns this call's result (``replayed=True``) or
+            raises its :class:`DeliveryUnknownError` again, and sends nothing; see
+            :mod:`ihuyi_async.idempotency`.
+        :raises IdempotencyKeyReuseError: the key was used with other parameters.
+        :raises IdempotencyInProgressError: the key's first call is still in flight.
         :raises InvalidRequestError: 403/404/406, refused locally, no request made.
         :raises ContentRejectedError: 4073/4074 locally, or 407 etc. by the provider.
         :raises LocalRateLimitError: our limiter refused it; no request made.
@@ -422,16 +523,30 @@ class IhuyiClient:
         :raises TransportError: not sent (connection refused, connect/pool timeout).
         :raises DeliveryUnknownError: it may have been sent; do not blindly resend.
         """
+        key = None if idempotency_key is None else check_key(idempotency_key)
         self._enter()
-        return await self._send_text(mobile, content, kind, None)
+        return await self._send_text(mobile, content, kind, None, key)
 
     async def _send_text(
-        self, mobile: str, content: str, kind: Kind | None, on_wire: Callable[[], None] | None
+        self,
+        mobile: str,
+        content: str,
+        kind: Kind | None,
+        on_wire: Callable[[], None] | None,
+        idempotency_key: str | None = None,
     ) -> SendResult:
         kind = check_kind(kind)
         number = normalize_mobile(mobile)
         validate_content(content, max_length=self._flavour.max_content, mobile=number)
         segments = count_segments(content, self._signature)
+        if idempotency_key is not None:
+            return await self._send_keyed(
+                idempotency_key,
+                (number, kind, None, content),
+                lambda progress: self._submit(
+                    number, content, content, segments, kind, None, on_wire, progress
+                ),
+            )
         return await self._submit(number, content, content, segments, kind, None, on_wire)
 
     async def send_template(
@@ -441,14 +556,17 @@ class IhuyiClient:
         template_id: int,
         variables: Sequence[str | int],
         kind: Kind | None = None,
+        idempotency_key: str | None = None,
     ) -> SendResult:
         """Send an approved template with its variables (``json`` flavour).
 
+        :param idempotency_key: as for :meth:`send`.
         :raises UnsupportedOperationError: the legacy flavour has no template mode.
         :raises ValueError: no variables, an empty one, or one containing ``|``.
         """
+        key = None if idempotency_key is None else check_key(idempotency_key)
         self._enter()
-        return await self._send_template(mobile, template_id, variables, kind, None)
+        return await self._send_template(mobile, template_id, variables, kind, None, key)
 
     async def _send_template(
         self,
@@ -457,6 +575,7 @@ class IhuyiClient:
         variables: Sequence[str | int],
         kind: Kind | None,
         on_wire: Callable[[], None] | None,
+        idempotency_key: str | None = None,
     ) -> SendResult:
         kind = check_kind(kind)
         if not self._flavour.templates:
@@ -474,9 +593,16 @@ class IhuyiClient:
         if template is not None:
             text = render_template(template, wire.split("|"))
             segments = count_segments(text, self._signature)
-        return await self._submit(
-            number, wire, f"#{template_id}:{wire}", segments, kind, template_id, on_wire
-        )
+        limiter_text = f"#{template_id}:{wire}"
+        if idempotency_key is not None:
+            return await self._send_keyed(
+                idempotency_key,
+                (number, kind, template_id, wire),
+                lambda progress: self._submit(
+                    number, wire, limiter_text, segments, kind, template_id, on_wire, progress
+                ),
+            )
+        return await self._submit(number, wire, limiter_text, segments, kind, template_id, on_wire)
 
     def send_many(
         self,
@@ -657,6 +783,80 @@ class IhuyiClient:
                 raise _unknown(exc.reason, number, content, sent_at, str(exc)) from exc
             await self._clock.sleep(policy.delay(attempt))
 
+    # ----------------------------------------------------------------- idempotency keys
+
+    def _check_lease(self, store: KeyStore) -> None:
+        limiter_wait = self._limiter.max_wait if self._limiter is not None else 0.0
+        if self._deadline is None or store.lease <= self._deadline + limiter_wait:
+            raise ValueError(
+                f"the idempotency store's lease ({store.lease:g} s) must exceed the call "
+                f"deadline ({self._deadline} s) plus the limiter's max_wait ({limiter_wait:g} s): "
+                "a live sender must never outlast its claim"
+            )
+
+    def _keys(self) -> KeyStore:
+        store = self._key_store
+        if store is None:
+            from .idempotency import MemoryKeyStore
+
+            store = MemoryKeyStore(clock=self._clock)
+            self._check_lease(store)
+            self._key_store = store
+        return store
+
+    async def _send_keyed(
+        self,
+        key: str,
+        params: tuple[object, ...],
+        send: Callable[[CallProgress], Awaitable[SendResult]],
+    ) -> SendResult:
+        """At most one send per key: claim it, send, record the outcome (or free the key)."""
+        store = self._keys()
+        hashed, owner = hash_key(key), uuid.uuid4().hex
+        number = str(params[0])
+        claim = await self._claim(store, hashed, fingerprint(*params), owner, number)
+        if claim is not None:
+            return _replay(claim, number, params)
+        progress = CallProgress()
+        try:
+            result = await send(progress)
+        except BaseException as exc:
+            sent = isinstance(exc, DeliveryUnknownError) or (
+                progress.written and not isinstance(exc, (ApiError, TransportError))
+            )
+            if sent:  # it may have gone: the key keeps "unknown", never resends
+                record = _unknown_record(exc, progress)
+                await _settle(store.finish(hashed, owner, record), number)
+            else:  # provably not sent: a later call may send
+                await _settle(store.release(hashed, owner), number)
+            raise
+        await _settle(store.finish(hashed, owner, _accepted_record(result)), number)
+        return result
+
+    async def _claim(
+        self, store: KeyStore, hashed: str, digest: str, owner: str, number: str
+    ) -> str | None:
+        """Claim the key (``None``: ours, send) or wait out its first call (its record)."""
+        end = self._call_end()
+        while True:
+            claim = await store.claim(hashed, digest, owner)
+            if claim.state == "claimed":
+                return None
+            if claim.state == "mismatch":
+                raise IdempotencyKeyReuseError(
+                    "this idempotency key was used with other parameters (number, content, "
+                    "template or variables); nothing was sent"
+                )
+            if claim.state == "done":
+                return claim.record or LOST
+            left = _left(end)
+            if not self._key_wait or (left is not None and left <= 0):
+                raise IdempotencyInProgressError(
+                    f"the first call with this idempotency key (to {mask_mobile(number)}) is "
+                    "still in flight; nothing was sent: try again later for its outcome"
+                )
+            await store.settled(hashed, 0.5 if left is None else min(0.5, left))
+
     async def _submit(
         self,
         number: str,
@@ -666,6 +866,7 @@ class IhuyiClient:
         kind: str | None,
         template_id: int | None,
         on_wire: Callable[[], None] | None = None,
+        progress: CallProgress | None = None,
     ) -> SendResult:
         limiter = self._limiter
         reservation = (
@@ -673,7 +874,8 @@ class IhuyiClient:
             if limiter is not None
             else None
         )
-        progress = CallProgress()
+        if progress is None:
+            progress = CallProgress()
         try:
             now = self._clock.time()
             ts = int(now)

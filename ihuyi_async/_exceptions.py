@@ -8,7 +8,12 @@
     │                          lost after write, non-200, ambiguous answer;
     │                          .reason, masked number, content digest, sent_at
     ├─ ProtocolError           unparseable answer: .status_code, .excerpt
-    ├─ LimiterUnavailableError the limiter's store cannot be reached
+    ├─ StoreUnavailableError   a shared store failed; nothing sent
+    │  ├─ LimiterUnavailableError   the limiter's
+    │  └─ KeyStoreUnavailableError  the idempotency keys'
+    ├─ IdempotencyError        a key unusable for this call; nothing sent
+    │  ├─ IdempotencyKeyReuseError    same key, other parameters (a ValueError)
+    │  └─ IdempotencyInProgressError  the key's first call is still in flight
     └─ ApiError                code != 2: .code, .message, .category, .local
        ├─ AuthenticationError  AccountError  InvalidRequestError
        ├─ ContentRejectedError  TemplateError  BlacklistedError
@@ -37,12 +42,17 @@ __all__ = [
     "BlacklistedError",
     "ContentRejectedError",
     "DeliveryUnknownError",
+    "IdempotencyError",
+    "IdempotencyInProgressError",
+    "IdempotencyKeyReuseError",
     "IhuyiError",
     "InvalidRequestError",
+    "KeyStoreUnavailableError",
     "LimiterUnavailableError",
     "LocalRateLimitError",
     "ProtocolError",
     "RateLimitedError",
+    "StoreUnavailableError",
     "TemplateError",
     "TransportError",
     "UnsupportedOperationError",
@@ -139,8 +149,31 @@ class DeliveryUnknownError(IhuyiError):
         return text
 
 
-class LimiterUnavailableError(IhuyiError):
+class StoreUnavailableError(IhuyiError):
+    """A shared store (the limiter's, the idempotency keys') failed; nothing was sent."""
+
+
+class LimiterUnavailableError(StoreUnavailableError):
     """The limiter's store (e.g. Redis) could not be reached; nothing was sent."""
+
+
+class KeyStoreUnavailableError(StoreUnavailableError):
+    """The idempotency key store (e.g. Redis) could not be reached; nothing was sent."""
+
+
+class IdempotencyError(IhuyiError):
+    """An idempotency key could not be used for this call; nothing was sent by it."""
+
+
+class IdempotencyKeyReuseError(IdempotencyError, ValueError):
+    """The key was used before with other parameters (number, content, template, variables)."""
+
+
+class IdempotencyInProgressError(IdempotencyError):
+    """The first call with this key is still in flight (and this call did not wait it out).
+
+    Try again later: the first call's outcome will be returned then.
+    """
 
 
 class UnsupportedOperationError(ValueError):

@@ -27,6 +27,8 @@ class SendResult:
     :ivar sent_at: when the request was made (aware, UTC+8).
     :ivar message: the provider's ``msg`` (``提交成功``).
     :ivar template_id: the template used, for template sends.
+    :ivar replayed: ``True`` when this is the recorded outcome of an earlier call with
+        the same idempotency key (nothing was sent this time).
     """
 
     smsid: str
@@ -35,12 +37,14 @@ class SendResult:
     sent_at: _dt.datetime
     message: str = ""
     template_id: int | None = None
+    replayed: bool = False
 
     def __repr__(self) -> str:
         return (
             f"SendResult(smsid={self.smsid!r}, segments={self.segments!r}, "
             f"mobile={mask_mobile(self.mobile)!r}, sent_at={self.sent_at.isoformat()!r}"
             + (f", template_id={self.template_id!r}" if self.template_id is not None else "")
+            + (", replayed=True" if self.replayed else "")
             + ")"
         )
 
