@@ -13,7 +13,7 @@ from __future__ import annotations
 from ._redis import RedisKeyStore
 from ._store import DEFAULT_LEASE, DEFAULT_TTL, Claim, KeyStore, MemoryKeyStore
 
-__all__ = ["DEFAULT_LEASE", "DEFAULT_TTL", "Claim", "KeyStore", "MemoryKeyStore", "RedisKeyStore"]
+__all__ = ["Claim", "DEFAULT_LEASE", "DEFAULT_TTL", "KeyStore", "MemoryKeyStore", "RedisKeyStore"]
 
 for _name in __all__:
     _obj = globals()[_name]
