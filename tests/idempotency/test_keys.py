@@ -57,6 +57,7 @@ class Server:
 
     def __init__(self, respond: Callable[[httpx.Request], httpx.Response] | None = None) -> None:
         self.requests = 0
+        self.arrived = anyio.Event()
         self.gate: anyio.Event | None = None
         self.respond = respond or (
             lambda r: httpx.Response(200, json={"code": 2, "msg": "提交成功", "smsid": SMSID})
@@ -64,6 +65,7 @@ class Server:
 
     async def __call__(self, request: httpx.Request) -> httpx.Response:
         self.requests += 1
+        self.arrived.set()
         if self.gate is not None:
             await self.gate.wait()
         return self.respond(request)
@@ -207,9 +209,8 @@ async def test_fifty_concurrent_calls_with_one_key_send_once(store: KeyStore) ->
             for _ in range(50):
                 tg.start_soon(one)
             with anyio.fail_after(5):
-                while server.requests == 0:
-                    await anyio.sleep(0.01)
-            await anyio.sleep(0.1)  # the others are claiming and waiting now
+                await server.arrived.wait()
+                await anyio.wait_all_tasks_blocked()  # the others have claimed and wait
             server.gate.set()
     assert server.requests == 1
     assert len(results) == 50 and sum(not r.replayed for r in results) == 1
@@ -227,8 +228,7 @@ async def test_in_progress_is_refused_when_not_waiting(store: KeyStore) -> None:
         async with anyio.create_task_group() as tg:
             tg.start_soon(_send_keyed, client, "k")
             with anyio.fail_after(5):
-                while server.requests == 0:
-                    await anyio.sleep(0.01)
+                await server.arrived.wait()
             with pytest.raises(ih.IdempotencyInProgressError, match="still in flight"):
                 await client.send("13800138000", TEXT, idempotency_key="k")
             server.gate.set()
