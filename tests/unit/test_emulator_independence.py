@@ -56,7 +56,7 @@ def client_code(content: str, max_length: int) -> int:
     return 0
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(TEXT, st.sampled_from([300, 500]))
 @example("a" * 70, 300)
 @example("a" * 71, 300)
@@ -79,7 +79,7 @@ NUMBER = st.one_of(
 )
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(NUMBER)
 @example("")
 @example("   ")
