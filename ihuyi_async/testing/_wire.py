@@ -12,7 +12,9 @@ Charsets (a documented guess: the provider does not say what it does):
   read as GB18030, their superset, as browsers do;
 * without one, bytes are UTF-8 when they are valid UTF-8, else GB18030 (the vendor's
   Java demo posts GBK; its JSP demo writes the platform charset, GBK on a Chinese
-  Windows);
+  Windows). The whole request is read with one charset, so a real message's GBK bytes
+  are almost never valid UTF-8; a very short GBK text can be (证 is ``D6 A4``, also
+  UTF-8 for U+05A4) and is then read as UTF-8: declare the charset to be sure;
 * bytes valid in neither (or not in the declared charset) are never garbled silently:
   :attr:`Fields.undecodable` is set and the emulator refuses the call with code 0.
 """
