@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import socket
+import subprocess
 from collections.abc import Iterator
 from urllib.parse import quote_from_bytes
 
@@ -327,3 +328,32 @@ def test_a_request_the_server_cannot_read_is_recorded_as_unexpected(served: tupl
     with pytest.raises(AssertionError, match="unexpected"):
         emulator.verify()
 
+
+
+# --------------------------------------------------------------------------- the real curl
+
+
+def curl(*args: str) -> str:
+    done = subprocess.run(["curl", "-s", "-S", "--max-time", "10", *args], capture_output=True, timeout=20, check=True)
+    return done.stdout.decode("utf-8")
+
+
+def test_real_curl_pasted_get_multipart_and_gbk(served: tuple[Emulator, EmulatorServer]) -> None:
+    """curl (libcurl, what PHP's curl is) as users run it: the seed page's GET URL pasted
+    with raw Chinese, ``-F`` fields (multipart, as PHP curl given an array), a GBK body."""
+    emulator, server = served
+    base = server.url + PATH
+    pasted = f"{base}?method=Submit&account={ACCOUNT}&password={KEY}&mobile={MOBILE}&content={TRIAL}"
+    assert "<code>2</code>" in curl(pasted)
+    fields = {"account": ACCOUNT, "password": md5(KEY).upper(), "mobile": "13900139000", "content": TRIAL}
+    form = [arg for name, value in fields.items() for arg in ("-F", f"{name}={value}")]
+    assert "<code>2</code>" in curl(*form, base + "?method=Submit")
+    gbk = java_gbk_form({**fields, "mobile": "13700137000"})
+    done = subprocess.run(
+        ["curl", "-s", "-S", "--max-time", "10", "--data-binary", "@-", "-H",
+         "Content-Type: application/x-www-form-urlencoded; charset=GBK", base + "?method=Submit&format=json"],
+        input=gbk, capture_output=True, timeout=20, check=True,
+    )
+    assert done.stdout.startswith(b'{"code":2,')
+    assert [m.content for m in emulator.messages] == [TRIAL] * 3
+    assert emulator.unexpected == []
