@@ -115,7 +115,7 @@ def _logger(emulator: Emulator, out: TextIO) -> Callable[[], None]:
     def log() -> None:
         nonlocal seen
         with lock:
-            new = emulator.requests[seen:]
+            new = emulator.requests_from(seen)
             seen += len(new)
             for request in new:
                 out.write(request_line(request) + "\n")

@@ -14,7 +14,8 @@ Nothing it serves is recorded in :attr:`Emulator.requests` (it is not a provider
 * The JSON API, for test suites in any language:
 
   ============================================  ==============================================
-  ``GET /api/state``                            all of the below in one object
+  ``GET /api/state[?last=N]``                   all of the below in one object (``last``: the
+                                                newest N messages, requests and pushes)
   ``GET /api/messages[?mobile=N]``              accepted messages, oldest first
   ``GET /api/messages/last-code?mobile=N``      ``{"mobile", "code"}``; 404 when none was sent
   ``GET /api/requests``                         every call (fields without ``password``)
@@ -155,18 +156,26 @@ def _numbers(emulator: Emulator) -> list[dict[str, Any]]:
     return [{**n, "next_allowed_at": _time(n["next_allowed_at"])} for n in emulator.number_states()]  # type: ignore[arg-type]
 
 
-def state(emulator: Emulator) -> dict[str, Any]:
-    """Everything the inbox shows, as JSON-ready data."""
+def state(emulator: Emulator, *, last: int | None = None) -> dict[str, Any]:
+    """Everything the inbox shows, as JSON-ready data (``last``: only the newest that many
+    messages, requests and pushes; ``totals`` has the full counts)."""
+    messages, requests, pushes = emulator.messages, emulator.requests, emulator.pushes
+    totals = {"messages": len(messages), "requests": len(requests), "pushes": len(pushes)}
+    if last is not None:
+        messages = messages[max(0, len(messages) - last):]
+        requests = requests[max(0, len(requests) - last):]
+        pushes = pushes[max(0, len(pushes) - last):]
     return {
         "now": _time(emulator.clock.time()),
+        "totals": totals,
         "accounts": [
             {"account": account, "balance": emulator.balance_of(account)} for account in emulator.accounts
         ],
-        "messages": [_message(m) for m in emulator.messages],
-        "requests": [_request(r) for r in emulator.requests],
+        "messages": [_message(m) for m in messages],
+        "requests": [_request(r) for r in requests],
         "numbers": _numbers(emulator),
         "templates": [_template(t) for t in sorted(emulator.templates.values(), key=lambda t: t.template_id)],
-        "pushes": [_push(p) for p in emulator.pushes],
+        "pushes": [_push(p) for p in pushes],
         "pending_pushes": emulator.pending_pushes,
         "faults": _faults_json(emulator),
         "push_urls": {
@@ -256,7 +265,8 @@ def _fault(data: Mapping[str, Any]) -> _faults.Fault:
 async def _api(emulator: Emulator, method: str, path: str, query: Mapping[str, str], data: dict[str, Any], send: Send) -> None:
     if method == "GET":
         if path == "/api/state":
-            return await _json(send, state(emulator))
+            last = query.get("last")
+            return await _json(send, state(emulator, last=int(last) if last and last.isdigit() else None))
         if path == "/api/messages":
             mobile = query.get("mobile")
             messages = emulator.messages_to(mobile) if mobile else emulator.messages

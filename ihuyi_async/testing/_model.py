@@ -326,6 +326,17 @@ class ProviderModel:
         with self._lock:
             return list(self._requests)
 
+    def requests_from(self, start: int) -> list[RecordedRequest]:
+        """The calls recorded from index ``start`` on (what a log tailing the requests needs,
+        without copying the whole list each time)."""
+        with self._lock:
+            return self._requests[start:]
+
+    def counts(self) -> dict[str, int]:
+        """How many messages were accepted and calls recorded."""
+        with self._lock:
+            return {"messages": len(self._messages), "requests": len(self._requests)}
+
     @property
     def unexpected(self) -> list[RecordedRequest]:
         """Calls that were not a provider method (wrong path, method or HTTP verb)."""

@@ -58,6 +58,8 @@ async def test_json_api_reads_what_was_sent(served: tuple[Emulator, EmulatorServ
         assert [n["sent_today"] for n in state["numbers"]] == [1]
         assert all("password" not in r["fields"] for r in state["requests"])
         assert KEY not in json.dumps(state)
+        newest = (await http.get("/api/state", params={"last": "0"})).json()
+        assert newest["messages"] == [] and newest["totals"] == {"messages": 1, "requests": 1, "pushes": 0}
         added = (await http.post("/api/faults", json={"kind": "http_error", "status": 503, "method": "Submit"})).json()
         assert [(f["kind"], f["status"], f["method"], f["remaining"]) for f in added] == [("http_error", 503, "submit", None)]
         assert (await http.delete("/api/faults/0")).json() == []

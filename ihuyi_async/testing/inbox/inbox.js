@@ -28,8 +28,8 @@ function fill(table, rows) {
   body.replaceChildren(...rows);
 }
 
-function renderMessages(messages) {
-  $("#message-count").textContent = messages.length;
+function renderMessages(messages, total) {
+  $("#message-count").textContent = total;
   $("#messages-empty").hidden = messages.length > 0;
   const rows = messages.slice().reverse().map((m) => {
     const fresh = !seenMessages.has(m.smsid);
@@ -55,9 +55,9 @@ function renderNumbers(numbers) {
     el("td", { class: "mono" }, n.next_allowed_at ? clock(n.next_allowed_at) : "now"))));
 }
 
-function renderRequests(requests) {
-  $("#request-count").textContent = requests.length;
-  fill("#requests", requests.slice(-200).reverse().map((r) => {
+function renderRequests(requests, total) {
+  $("#request-count").textContent = total;
+  fill("#requests", requests.slice().reverse().map((r) => {
     const refused = r.code !== 2 || (r.status !== null && r.status !== 200);
     return el("tr", { class: refused ? "refused" : "" },
       el("td", { class: "mono" }, clock(r.time)),
@@ -99,9 +99,9 @@ function renderTemplates(templates) {
   }));
 }
 
-function renderPushes(pushes, pending) {
-  $("#push-count").textContent = pushes.length + (pending ? ` (+${pending} queued)` : "");
-  fill("#pushes", pushes.slice(-100).reverse().map((p) => el("tr", { class: p.delivered ? "" : "refused" },
+function renderPushes(pushes, total, pending) {
+  $("#push-count").textContent = total + (pending ? ` (+${pending} queued)` : "");
+  fill("#pushes", pushes.slice().reverse().map((p) => el("tr", { class: p.delivered ? "" : "refused" },
     el("td", {}, p.kind),
     el("td", { class: "mono" }, p.url),
     el("td", { class: "mono" }, Object.entries(p.form).map(([k, v]) => `${k}=${v}`).join(" ")),
@@ -121,11 +121,11 @@ function renderFaults(faults) {
 
 function render(state) {
   $("#accounts").textContent = state.accounts.map((a) => `${a.account}: ${a.balance} left`).join(" · ");
-  renderMessages(state.messages);
+  renderMessages(state.messages, state.totals.messages);
   renderNumbers(state.numbers);
-  renderRequests(state.requests);
+  renderRequests(state.requests, state.totals.requests);
   renderTemplates(state.templates);
-  renderPushes(state.pushes, state.pending_pushes);
+  renderPushes(state.pushes, state.totals.pushes, state.pending_pushes);
   renderFaults(state.faults);
   document.body.dataset.version = String(Number(document.body.dataset.version || 0) + 1);
 }
@@ -136,7 +136,7 @@ async function refresh() {
   try {
     do {
       dirty = false;
-      const response = await fetch("/api/state", { cache: "no-store" });
+      const response = await fetch("/api/state?last=300", { cache: "no-store" });
       render(await response.json());
     } while (dirty);
   } finally {
