@@ -27,7 +27,6 @@ from collections.abc import (
 )
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import quote_plus
 
 import anyio
 import httpx
@@ -46,18 +45,17 @@ from ._exceptions import (
     TransportError,
     UnsupportedOperationError,
 )
+from ._forms import Forms
 from ._journal import Journal
 from ._models import CST, Balance, SendResult, TemplateResult
 from ._parsing import parse_balance, parse_submit, parse_template
 from ._redact import content_digest, mask_mobile
-from ._signing import Signer
 from ._transport import (
     CallProgress,
     HttpxTransport,
     ShardedPoolTransport,
     Transport,
     WireError,
-    form_quote,
     post_within,
     release_dead_loop,
 )
@@ -327,9 +325,13 @@ class IhuyiClient:
 
         self._base_url = self._check_base_url(base_url or self._flavour.default_base_url)
         self._format: Literal["json", "xml"] = response_format
-        self._signing = signing
-        self._signer = Signer(account, api_key)
-        self._plain_key = quote_plus(api_key) if signing == "plain" else ""
+        self._forms = Forms(
+            account,
+            api_key,
+            signing=signing,
+            response_format=response_format,
+            send_format=self._flavour.name == "legacy",
+        )
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._retry = retry if retry is not None else RetryPolicy()
         self._signature = signature or ""
@@ -342,15 +344,12 @@ class IhuyiClient:
             limiter = Limiter(clock=self._clock)
         self._limiter: Limiter | None = limiter
 
-        # Precomputed request pieces: the URL strings and the constant form fields.
         flav = self._flavour
         self._submit_url = self._base_url + flav.submit_path
         self._getnum_url = self._base_url + flav.getnum_path
         self._addtemplate_url = (
             self._base_url + flav.addtemplate_path if flav.addtemplate_path else None
         )
-        self._form_account = "account=" + quote_plus(account)
-        self._form_format = "&format=" + response_format if flav.name == "legacy" else ""
 
         timeout_obj = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
         self._deadline = _check_deadline(deadline, timeout_obj)
@@ -483,12 +482,12 @@ class IhuyiClient:
 
     def __repr__(self) -> str:
         # Safe on a half-built client (a traceback with locals formats it when __init__ raises).
-        signer = getattr(self, "_signer", None)
-        if signer is None:
+        forms = getattr(self, "_forms", None)
+        if forms is None:
             return "IhuyiClient(<not initialised>)"
         state = "closed" if getattr(self, "_closed", False) else "open"
         return (
-            f"IhuyiClient(account={signer.account!r}, flavour={self._flavour.name!r}, "
+            f"IhuyiClient(account={forms.account!r}, flavour={self._flavour.name!r}, "
             f"base_url={self._base_url!r}, backend={self._backend!r}, {state})"
         )
 
@@ -677,34 +676,18 @@ class IhuyiClient:
     async def balance(self) -> Balance:
         """Messages left on the account (GetNum; retried on transient failures)."""
         self._enter()
-        policy = self._retry
-        end = self._call_end()
-        progress = CallProgress()
-        attempt = 0
-        while True:
-            attempt += 1
-            ts = int(self._clock.time())
-            body = (
-                f"{self._form_account}&password={self._password_getnum(ts)}&time={ts}"
-                f"{self._form_format}"
-            ).encode()
-            try:
-                status, data = await post_within(
-                    self._wire, self._getnum_url, body, progress, _left(end)
-                )
-                num, msg = parse_balance(data, self._format, status_code=status)
-                return Balance(num=num, message=msg)
-            except WireError as exc:
-                if exc.reason == "deadline" or not self._may_retry(attempt, end, exc):
-                    raise TransportError(
-                        f"balance query failed: {exc.reason} ({exc.detail})",
-                        sent=False if not exc.written else None,
-                    ) from exc
-            except ProtocolError as exc:
-                transient = exc.status_code is not None and exc.status_code >= 500
-                if not transient or not self._may_retry(attempt, end, exc):
-                    raise
-            await self._clock.sleep(policy.delay(attempt))
+        forms, clock = self._forms, self._clock
+        try:
+            status, data = await self._exchange(
+                self._getnum_url, lambda: forms.getnum(int(clock.time())), CallProgress(), idempotent=True
+            )
+        except WireError as exc:
+            raise TransportError(
+                f"balance query failed: {exc.reason} ({exc.detail})",
+                sent=None if exc.written else False,
+            ) from exc
+        num, msg = parse_balance(data, self._format, status_code=status)
+        return Balance(num=num, message=msg)
 
     async def add_template(self, content: str) -> TemplateResult:
         """Submit a template for review; ``【变量】`` marks each variable (legacy flavour).
@@ -717,37 +700,55 @@ class IhuyiClient:
                 "the json flavour documents no AddTemplate: use IhuyiClient(flavour='legacy')"
             )
         validate_content(content, max_length=self._flavour.max_content)
-        body = (
-            f"{self._form_account}&password={self._signer.key_digest}"
-            f"&content={quote_plus(content)}{self._form_format}"
-        ).encode()
+        body = self._forms.addtemplate(content)
         status, data = await self._post_once(
             self._addtemplate_url, body, "", content, None, CallProgress()
         )
         try:
             template_id, msg = parse_template(data, self._format, status_code=status)
+        except ApiError:
+            raise
         except ProtocolError as exc:
             raise DeliveryUnknownError(
                 exc.reason, content_digest=content_digest(content), detail=str(exc)
             ) from exc
-        except ApiError:
-            raise
         except Exception as exc:  # a parser bug must not read as "not sent"
             raise DeliveryUnknownError(
                 "unexpected_answer", content_digest=content_digest(content), detail=repr(exc)[:200]
             ) from exc
         return TemplateResult(template_id=template_id, message=msg)
 
-    # ----------------------------------------------------------------- internals
-
-    def _password_getnum(self, ts: int) -> str:
-        return self._signer.getnum(ts) if self._signing == "dynamic" else self._plain_key
+    # ----------------------------------------------------------------- the wire
 
     def _call_end(self) -> float | None:
         """When this call's deadline ends, on the event loop's clock (``None``: never)."""
         return None if self._deadline is None else anyio.current_time() + self._deadline
 
-    def _may_retry(self, attempt: int, end: float | None, exc: Exception) -> bool:
+    async def _exchange(
+        self, url: str, body: Callable[[], bytes], progress: CallProgress, *, idempotent: bool
+    ) -> tuple[int, bytes]:
+        """POST within the call's deadline, retried as :class:`RetryPolicy` says: an
+        idempotent call (GetNum) on any transport failure and on HTTP 5xx; any other only
+        while provably unsent. ``body`` is rebuilt per attempt (a fresh signature time).
+
+        :raises WireError: the last failure (``written``: it may have arrived).
+        :raises ProtocolError: the answer was over the size cap.
+        """
+        policy, end, attempt = self._retry, self._call_end(), 0
+        while True:
+            attempt += 1
+            try:
+                status, data = await post_within(self._wire, url, body(), progress, _left(end))
+            except WireError as exc:
+                retryable = idempotent or (not exc.written and policy.retry_unsent_sends)
+                if exc.reason == "deadline" or not retryable or not self._may_retry(attempt, end):
+                    raise
+            else:
+                if not (idempotent and status >= 500 and self._may_retry(attempt, end)):
+                    return status, data
+            await self._clock.sleep(policy.delay(attempt))
+
+    def _may_retry(self, attempt: int, end: float | None) -> bool:
         """Another attempt is allowed and its backoff still ends before the deadline."""
         if attempt >= self._retry.max_attempts:
             return False
@@ -762,26 +763,15 @@ class IhuyiClient:
         sent_at: _dt.datetime | None,
         progress: CallProgress,
     ) -> tuple[int, bytes]:
-        """POST a non-idempotent call within its deadline: retried only while provably unsent."""
-        policy = self._retry
-        end = self._call_end()
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return await post_within(self._wire, url, body, progress, _left(end))
-            except WireError as exc:
-                if exc.written:
-                    raise _unknown(exc.reason, number, content, sent_at, exc.detail) from exc
-                if (
-                    exc.reason == "deadline"
-                    or not policy.retry_unsent_sends
-                    or not self._may_retry(attempt, end, exc)
-                ):
-                    raise TransportError(f"not sent: {exc.reason} ({exc.detail})") from exc
-            except ProtocolError as exc:  # oversized answer
-                raise _unknown(exc.reason, number, content, sent_at, str(exc)) from exc
-            await self._clock.sleep(policy.delay(attempt))
+        """POST a send (not idempotent): "not sent" or "unknown" from where it failed."""
+        try:
+            return await self._exchange(url, lambda: body, progress, idempotent=False)
+        except WireError as exc:
+            if exc.written:
+                raise _unknown(exc.reason, number, content, sent_at, exc.detail) from exc
+            raise TransportError(f"not sent: {exc.reason} ({exc.detail})") from exc
+        except ProtocolError as exc:  # oversized answer
+            raise _unknown(exc.reason, number, content, sent_at, str(exc)) from exc
 
     # ----------------------------------------------------------------- idempotency keys
 
@@ -878,15 +868,7 @@ class IhuyiClient:
             progress = CallProgress()
         try:
             now = self._clock.time()
-            ts = int(now)
-            if self._signing == "dynamic":
-                password = self._signer.submit(number, wire, ts)
-                fields = f"{self._form_account}&password={password}&mobile={number}&content={form_quote(wire)}&time={ts}"
-            else:
-                fields = f"{self._form_account}&password={self._plain_key}&mobile={number}&content={form_quote(wire)}"
-            if template_id is not None:
-                fields += f"&templateid={template_id}"
-            body = (fields + self._form_format).encode()
+            body = self._forms.submit(number, wire, int(now), template_id)
             sent_at = _dt.datetime.fromtimestamp(now, CST)
             debug = logger.isEnabledFor(logging.DEBUG)
             if debug:

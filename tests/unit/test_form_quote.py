@@ -6,7 +6,7 @@ from urllib.parse import quote_plus
 
 import pytest
 
-from ihuyi_async._transport import form_quote
+from ihuyi_async._forms import form_quote
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,99 @@
+"""Request bodies of every method, byte for byte. Pure: time is passed in; no I/O.
+
+The only module (with :mod:`._signing`) that holds the API key: the dynamic
+password is computed here from it, or, with ``signing="plain"``, the key itself
+goes in the body. Fields, in the order the provider's documentation lists them:
+
+* Submit: ``account, password, mobile, content[, time][, templateid][, format]``;
+* GetNum: ``account, password, time[, format]``;
+* AddTemplate: ``account, password (md5 of the key), content[, format]``.
+
+``format`` is sent on the legacy flavour only; ``time`` with dynamic signing only.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+from urllib.parse import quote_plus
+
+from ._signing import Signer
+
+__all__ = ["Forms", "form_quote"]
+
+
+class _QuotedChars(dict[str, str]):
+    """Character -> its ``quote_plus`` form, filled on demand, bounded."""
+
+    __slots__ = ()
+
+    def __missing__(self, char: str) -> str:
+        quoted = quote_plus(char)  # UnicodeEncodeError on a lone surrogate, as quote_plus
+        if len(self) >= 4096:  # bounded; relearn what is in use now
+            self.clear()
+        self[char] = quoted
+        return quoted
+
+
+_quoted_char = _QuotedChars().__getitem__
+
+
+def form_quote(text: str) -> str:
+    """``urllib.parse.quote_plus(text)``, byte for byte, about twice as fast on Chinese text.
+
+    UTF-8 encodes each character on its own, so quoting character by character
+    (each looked up once, then cached) gives the same string as quoting the bytes.
+    """
+    return "".join(map(_quoted_char, text))
+
+
+class Forms:
+    """Builds one account's form bodies.
+
+    :param signing: ``"dynamic"`` (MD5 dynamic password) or ``"plain"`` (the key itself).
+    :param response_format: sent as ``format=`` when ``send_format`` (legacy flavour).
+    """
+
+    __slots__ = ("_account", "_dynamic", "_format", "_plain", "_signer")
+
+    def __init__(
+        self,
+        account: str,
+        api_key: str,
+        *,
+        signing: Literal["dynamic", "plain"],
+        response_format: str,
+        send_format: bool,
+    ) -> None:
+        self._signer = Signer(account, api_key)
+        self._account = "account=" + quote_plus(account)
+        self._dynamic = signing == "dynamic"
+        self._plain = "" if self._dynamic else quote_plus(api_key)
+        self._format = "&format=" + response_format if send_format else ""
+
+    @property
+    def account(self) -> str:
+        return self._signer.account
+
+    def submit(self, mobile: str, content: str, ts: int, template_id: int | None = None) -> bytes:
+        """Submit: ``content`` as sent (the text, or the ``|``-joined variables)."""
+        if self._dynamic:
+            password = self._signer.submit(mobile, content, ts)
+            fields = f"{self._account}&password={password}&mobile={mobile}&content={form_quote(content)}&time={ts}"
+        else:
+            fields = f"{self._account}&password={self._plain}&mobile={mobile}&content={form_quote(content)}"
+        if template_id is not None:
+            fields += f"&templateid={template_id}"
+        return (fields + self._format).encode()
+
+    def getnum(self, ts: int) -> bytes:
+        password = self._signer.getnum(ts) if self._dynamic else self._plain
+        return f"{self._account}&password={password}&time={ts}{self._format}".encode()
+
+    def addtemplate(self, content: str) -> bytes:
+        return (
+            f"{self._account}&password={self._signer.key_digest}"
+            f"&content={quote_plus(content)}{self._format}"
+        ).encode()
+
+    def __repr__(self) -> str:
+        return f"Forms(account={self.account!r}, api_key=<hidden>)"
