@@ -16,7 +16,7 @@ registry's longest has 5), a ``num`` or ``templateid`` at most 18; none is negat
 Anything that is not a well-formed answer raises :class:`ProtocolError` with the
 HTTP status, a short excerpt and a ``reason`` tag; a rejected call raises the
 registry's :class:`ApiError` subclass. Nothing else escapes, whatever the bytes:
-``tests/unit/test_fuzz_parsers.py`` holds that to random and mutated answers.
+``tests/fuzzing/test_fuzz_parsers.py`` holds that to random and mutated answers.
 """
 
 from __future__ import annotations

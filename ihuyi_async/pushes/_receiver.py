@@ -31,8 +31,9 @@ status  body                              when
 ======  ================================  =========================================
 
 No exception leaves the ASGI app or the aiohttp handler for any request: only
-cancellation, and a client that went away before its body was read (nothing is
-answered then). ``tests/pushes/test_push_fuzz.py`` holds that to random requests.
+cancellation does. A client that went away before its body was read is answered
+nothing. ``tests/fuzzing/test_fuzz_receiver.py`` (ASGI) and
+``tests/pushes/test_push_fuzz.py`` (aiohttp, over the wire) hold that to random requests.
 """
 
 from __future__ import annotations
