@@ -242,22 +242,22 @@ async def _reuse_after(client: IhuyiClient, idle: float) -> BaseException | None
 
 @pytest.mark.parametrize("backend", BACKENDS)
 async def test_keepalive_race_when_expiry_equals_the_server_idle_timeout(backend: str) -> None:
-    """Scaled down (server idle timeout 1 s, 0.2 s link latency): a client whose expiry
+    """Scaled down (server idle timeout 1.5 s, 0.5 s link latency): a client whose expiry
     equals the server's idle timeout reuses a connection the server already gave up,
     and the send ends unknown; at 0.8 × (the default's 4 s : 5 s) it opens a new one."""
-    with FaultServer(idle_timeout=1.0, close_lag=0.2) as srv:
-        equal = make_client(srv, backend, limits=httpx.Limits(keepalive_expiry=1.0))
+    with FaultServer(idle_timeout=1.5, close_lag=0.5) as srv:
+        equal = make_client(srv, backend, limits=httpx.Limits(keepalive_expiry=1.5))
         try:
-            lost = await _reuse_after(equal, 0.9)
+            lost = await _reuse_after(equal, 1.25)
         finally:
             await equal.aclose()
         assert isinstance(lost, DeliveryUnknownError), "expected the race to lose the send"
         assert srv.dropped == 1 and srv.count("Submit") == 2
 
         srv.reset_counts()
-        below = make_client(srv, backend, limits=httpx.Limits(keepalive_expiry=0.8))
+        below = make_client(srv, backend, limits=httpx.Limits(keepalive_expiry=1.2))
         try:
-            assert await _reuse_after(below, 0.9) is None
+            assert await _reuse_after(below, 1.25) is None
         finally:
             await below.aclose()
         assert srv.dropped == 0 and srv.count("Submit") == 2
