@@ -32,8 +32,10 @@ import anyio
 import httpx
 import sniffio
 
+from ._backends import Backend, build_wire
 from ._clock import Clock, SystemClock
 from ._codes import RATE_LIMIT_CODES
+from ._config import DEFAULT_KEEPALIVE_EXPIRY as DEFAULT_KEEPALIVE_EXPIRY
 from ._config import DEFAULT_TIMEOUT, FLAVOURS, MAX_RESPONSE_BYTES, Flavour, RetryPolicy
 from ._exceptions import (
     ApiError,
@@ -53,7 +55,6 @@ from ._redact import content_digest, mask_mobile
 from ._transport import (
     CallProgress,
     HttpxTransport,
-    ShardedPoolTransport,
     Transport,
     WireError,
     post_within,
@@ -80,8 +81,6 @@ __all__ = ["IhuyiClient"]
 
 logger = logging.getLogger("ihuyi_async")
 
-Backend = Literal["httpx", "aiohttp"]
-
 
 class _Default:
     """Sentinel: "use the library's default" (distinct from ``None``, which disables)."""
@@ -101,12 +100,6 @@ def _unknown(
     return DeliveryUnknownError(
         reason, mobile=number, content_digest=content_digest(content), sent_at=sent_at, detail=detail
     )
-
-
-#: Seconds an idle pooled connection is kept: below uvicorn's and Apache's 5 s
-#: keep-alive (nginx keeps 75 s), so the server is not the one to close first
-#: and a request is never written on a connection the server is closing.
-DEFAULT_KEEPALIVE_EXPIRY = 4.0
 
 
 def _check_deadline(deadline: object, timeout: httpx.Timeout) -> float | None:
@@ -314,12 +307,6 @@ class IhuyiClient:
             raise ValueError(f"the {flavour!r} flavour answers only {self._flavour.formats}")
         if signing not in ("dynamic", "plain"):
             raise ValueError(f"signing must be 'dynamic' or 'plain', not {signing!r}")
-        if backend not in ("httpx", "aiohttp"):
-            raise ValueError(f"backend must be 'httpx' or 'aiohttp', not {backend!r}")
-        if backend == "aiohttp" and (transport is not None or http_client is not None):
-            raise ValueError("transport= and http_client= are httpx objects: use backend='httpx'")
-        if transport is not None and http_client is not None:
-            raise ValueError("pass transport= or http_client=, not both")
         if max_response_bytes < 256:
             raise ValueError("max_response_bytes must be at least 256")
 
@@ -336,7 +323,7 @@ class IhuyiClient:
         self._retry = retry if retry is not None else RetryPolicy()
         self._signature = signature or ""
         self._templates = {1: TRIAL_TEMPLATE, **(templates or {})}
-        self._backend = backend
+        self._backend: str = backend or "httpx"
 
         if limiter is DEFAULT:
             from .limiter import Limiter
@@ -353,41 +340,14 @@ class IhuyiClient:
 
         timeout_obj = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
         self._deadline = _check_deadline(deadline, timeout_obj)
-        limits_obj = limits if limits is not None else httpx.Limits(
-            max_connections=100,
-            max_keepalive_connections=100,
-            keepalive_expiry=DEFAULT_KEEPALIVE_EXPIRY,
+        self._wire: Transport = build_wire(
+            self._backend,
+            timeout=timeout_obj,
+            limits=limits,
+            transport=transport,
+            http_client=http_client,
+            max_bytes=max_response_bytes,
         )
-        self._wire: Transport
-        if backend == "aiohttp":
-            from ._aiohttp import AiohttpTransport
-
-            self._wire = AiohttpTransport(
-                connect_timeout=timeout_obj.connect,
-                read_timeout=timeout_obj.read,
-                pool_timeout=timeout_obj.pool,
-                max_connections=limits_obj.max_connections or 0,
-                keepalive_expiry=limits_obj.keepalive_expiry,
-                max_bytes=max_response_bytes,
-            )
-        elif http_client is not None:
-            self._wire = HttpxTransport(http_client, owned=False, max_bytes=max_response_bytes)
-        else:
-            # httpcore's pool costs grow with its size: the same total in pools of ten.
-            pool = transport if transport is not None else ShardedPoolTransport(limits_obj)
-            client = httpx.AsyncClient(
-                timeout=timeout_obj,
-                limits=limits_obj,
-                transport=pool,
-                follow_redirects=False,
-                trust_env=False,
-            )
-            self._wire = HttpxTransport(
-                client,
-                owned=True,
-                max_bytes=max_response_bytes,
-                traced=isinstance(pool, (ShardedPoolTransport, httpx.AsyncHTTPTransport)),
-            )
         self._key_store = idempotency
         self._key_wait = bool(idempotency_wait)
         if idempotency is not None:

@@ -21,6 +21,10 @@ FlavourName = Literal["legacy", "json"]
 DEFAULT_TIMEOUT = 10.0
 #: Answers are a few hundred bytes; anything past this is not an answer.
 MAX_RESPONSE_BYTES = 64 * 1024
+#: Seconds an idle pooled connection is kept: below uvicorn's and Apache's 5 s
+#: keep-alive (nginx keeps 75 s), so the server is not the one to close first
+#: and a request is never written on a connection the server is closing.
+DEFAULT_KEEPALIVE_EXPIRY = 4.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
