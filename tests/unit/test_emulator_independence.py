@@ -79,7 +79,7 @@ NUMBER = st.one_of(
 )
 
 
-@settings(max_examples=250, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(NUMBER)
 @example("")
 @example("   ")
@@ -120,7 +120,7 @@ TEMPLATES = st.lists(st.text(max_size=12).filter(lambda t: VARIABLE not in t), m
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(TEMPLATES, VARIABLES)
 @example(TRIAL_TEMPLATE, ["4821"])
 def test_template_rendering_and_variable_joining_agree(template: str, variables: list[str]) -> None:
