@@ -8,7 +8,7 @@ import time
 import pytest
 
 from ihuyi_async import FakeClock, IhuyiClient
-from ihuyi_async._client import DEFAULT_KEEPALIVE_EXPIRY
+from ihuyi_async._config import DEFAULT_KEEPALIVE_EXPIRY
 from ihuyi_async.testing import Emulator, EmulatorServer
 from ihuyi_async.testing._server import KEEP_ALIVE_TIMEOUT
 
