@@ -19,7 +19,8 @@ Where the provider's documents are silent the emulator guesses, and says so here
 * **Passwords**: the plain APIKEY and its MD5 (hex in either case) are accepted by every
   method; otherwise a ``time`` field makes it a dynamic password (40501 when
   ``|time - now| > time_window``, 40502 when it does not match or ``time`` is not
-  a number); without ``time`` a wrong password is 405.
+  a number); without ``time`` a wrong password is 405. The MD5 is taken over the
+  UTF-8 bytes, and for a body in another charset (GBK) over that charset's bytes too.
 * **Limits** count accepted messages only, per account and number; days are
   calendar days in China (UTC+8). With the default numbers 408 (20 identical
   per day) is unreachable behind 4082 (5 per day): raise ``per_day`` to see it.
