@@ -25,6 +25,7 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
+from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -75,7 +76,7 @@ from .idempotency._store import LOST, check_key, fingerprint, hash_key
 if TYPE_CHECKING:
     from ._batch import BatchRun, ConflictPolicy, Message, ProgressHook
     from .idempotency import KeyStore
-    from .limiter import Limiter
+    from .limiter import Limiter, Reservation
 
 __all__ = ["IhuyiClient"]
 
@@ -198,6 +199,22 @@ async def _settle(operation: Awaitable[None], number: str) -> None:
             await operation
         except IhuyiError as exc:
             logger.warning("idempotency key for %s not settled: %s", mask_mobile(number), exc)
+
+
+@dataclass(frozen=True, slots=True)
+class _Outgoing:
+    """One validated message, as it goes out.
+
+    :ivar text: what is sent as ``content``: the message, or the ``|``-joined variables.
+    :ivar limiter_text: what the limiter's identical-content rules compare.
+    """
+
+    number: str
+    text: str
+    limiter_text: str
+    segments: int | None
+    kind: str | None
+    template_id: int | None = None
 
 
 def _loop_token() -> object:
@@ -498,15 +515,8 @@ class IhuyiClient:
         number = normalize_mobile(mobile)
         validate_content(content, max_length=self._flavour.max_content, mobile=number)
         segments = count_segments(content, self._signature)
-        if idempotency_key is not None:
-            return await self._send_keyed(
-                idempotency_key,
-                (number, kind, None, content),
-                lambda progress: self._submit(
-                    number, content, content, segments, kind, None, on_wire, progress
-                ),
-            )
-        return await self._submit(number, content, content, segments, kind, None, on_wire)
+        out = _Outgoing(number, content, content, segments, kind)
+        return await self._dispatch(out, on_wire, idempotency_key)
 
     async def send_template(
         self,
@@ -552,16 +562,8 @@ class IhuyiClient:
         if template is not None:
             text = render_template(template, wire.split("|"))
             segments = count_segments(text, self._signature)
-        limiter_text = f"#{template_id}:{wire}"
-        if idempotency_key is not None:
-            return await self._send_keyed(
-                idempotency_key,
-                (number, kind, template_id, wire),
-                lambda progress: self._submit(
-                    number, wire, limiter_text, segments, kind, template_id, on_wire, progress
-                ),
-            )
-        return await self._submit(number, wire, limiter_text, segments, kind, template_id, on_wire)
+        out = _Outgoing(number, wire, f"#{template_id}:{wire}", segments, kind, template_id)
+        return await self._dispatch(out, on_wire, idempotency_key)
 
     def send_many(
         self,
@@ -807,39 +809,31 @@ class IhuyiClient:
                 )
             await store.settled(hashed, 0.5 if left is None else min(0.5, left))
 
-    async def _submit(
-        self,
-        number: str,
-        wire: str,
-        limiter_content: str,
-        segments: int | None,
-        kind: str | None,
-        template_id: int | None,
-        on_wire: Callable[[], None] | None = None,
-        progress: CallProgress | None = None,
+    async def _dispatch(
+        self, out: _Outgoing, on_wire: Callable[[], None] | None, key: str | None
     ) -> SendResult:
+        if key is None:
+            return await self._submit(out, on_wire, CallProgress())
+        return await self._send_keyed(
+            key,
+            (out.number, out.kind, out.template_id, out.text),
+            lambda progress: self._submit(out, on_wire, progress),
+        )
+
+    async def _submit(
+        self, out: _Outgoing, on_wire: Callable[[], None] | None, progress: CallProgress
+    ) -> SendResult:
+        """Take a limiter slot, write the request, read the answer, settle the slot."""
         limiter = self._limiter
         reservation = (
-            await limiter.acquire(number, content=limiter_content, kind=kind)
+            await limiter.acquire(out.number, content=out.limiter_text, kind=out.kind)
             if limiter is not None
             else None
         )
-        if progress is None:
-            progress = CallProgress()
         try:
-            now = self._clock.time()
-            body = self._forms.submit(number, wire, int(now), template_id)
-            sent_at = _dt.datetime.fromtimestamp(now, CST)
-            debug = logger.isEnabledFor(logging.DEBUG)
-            if debug:
-                logger.debug("submit to %s (%s segments)", mask_mobile(number), segments)
-            if on_wire is not None:
-                on_wire()  # e.g. the batch journal's "pending" entry, flushed before the request
-            status, data = await self._post_once(
-                self._submit_url, body, number, wire, sent_at, progress
-            )
+            sent_at, status, data = await self._write(out, on_wire, progress)
         except DeliveryUnknownError as exc:
-            logger.warning("outcome unknown for %s: %s", mask_mobile(number), exc.reason)
+            logger.warning("outcome unknown for %s: %s", mask_mobile(out.number), exc.reason)
             raise
         except BaseException as exc:
             if not progress.written:
@@ -850,34 +844,61 @@ class IhuyiClient:
                         await reservation.refund()
             elif not isinstance(exc, Exception):
                 # Cancelled while the request may be on the wire: keep the limiter slot.
-                logger.warning("send to %s cancelled in flight: outcome unknown", mask_mobile(number))
+                logger.warning(
+                    "send to %s cancelled in flight: outcome unknown", mask_mobile(out.number)
+                )
             raise
+        return await self._read_answer(out, reservation, sent_at, status, data)
+
+    async def _write(
+        self, out: _Outgoing, on_wire: Callable[[], None] | None, progress: CallProgress
+    ) -> tuple[_dt.datetime, int, bytes]:
+        now = self._clock.time()
+        body = self._forms.submit(out.number, out.text, int(now), out.template_id)
+        sent_at = _dt.datetime.fromtimestamp(now, CST)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("submit to %s (%s segments)", mask_mobile(out.number), out.segments)
+        if on_wire is not None:
+            on_wire()  # e.g. the batch journal's "pending" entry, flushed before the request
+        status, data = await self._post_once(
+            self._submit_url, body, out.number, out.text, sent_at, progress
+        )
+        return sent_at, status, data
+
+    async def _read_answer(
+        self,
+        out: _Outgoing,
+        reservation: Reservation | None,
+        sent_at: _dt.datetime,
+        status: int,
+        data: bytes,
+    ) -> SendResult:
+        """The outcome from the provider's answer; a rejection refunds (or syncs) the slot."""
+        number = out.number
         try:
             smsid, msg = parse_submit(data, self._format, status_code=status, mobile=number)
         except ApiError as exc:
-            if reservation is not None and limiter is not None:
+            if reservation is not None and self._limiter is not None:
                 if exc.code in RATE_LIMIT_CODES:
-                    await limiter.observe_provider_code(
-                        number, exc.code, content=limiter_content, kind=kind
+                    await self._limiter.observe_provider_code(
+                        number, exc.code, content=out.limiter_text, kind=out.kind
                     )
                 else:
                     await reservation.refund()
-            if debug:
-                logger.debug("rejected for %s: %s", mask_mobile(number), exc.code)
+            logger.debug("rejected for %s: %s", mask_mobile(number), exc.code)
             raise
         except ProtocolError as exc:
             logger.warning("outcome unknown for %s: %s", mask_mobile(number), exc.reason)
-            raise _unknown(exc.reason, number, wire, sent_at, str(exc)) from exc
+            raise _unknown(exc.reason, number, out.text, sent_at, str(exc)) from exc
         except Exception as exc:  # a parser bug must never read as "not sent"
             logger.warning("outcome unknown for %s: unexpected answer", mask_mobile(number))
-            raise _unknown("unexpected_answer", number, wire, sent_at, repr(exc)[:200]) from exc
-        if debug:
-            logger.debug("accepted for %s: smsid %s", mask_mobile(number), smsid)
+            raise _unknown("unexpected_answer", number, out.text, sent_at, repr(exc)[:200]) from exc
+        logger.debug("accepted for %s: smsid %s", mask_mobile(number), smsid)
         return SendResult(
             smsid=smsid,
-            segments=segments,
+            segments=out.segments,
             mobile=number,
             sent_at=sent_at,
             message=msg,
-            template_id=template_id,
+            template_id=out.template_id,
         )
