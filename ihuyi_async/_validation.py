@@ -36,7 +36,7 @@ MULTI_SEGMENT = 67
 TRIAL_TEMPLATE = "您的验证码是：【变量】。请不要把验证码泄露给其他人。"
 VARIABLE = "【变量】"
 
-_MOBILE = re.compile(r"(?:\+?86)?(1[3-9]\d{9})")
+_MOBILE = re.compile(r"(?:\+?86)?(1[3-9][0-9]{9})")  # ASCII digits only, as the provider
 # Emoji as the provider refuses them (4074): anything outside the Basic Multilingual
 # Plane (4-byte UTF-8, where all pictographic emoji live), plus the emoji
 # presentation selector and the keycap combiner that turn BMP symbols into emoji.

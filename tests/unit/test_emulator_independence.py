@@ -97,11 +97,6 @@ def test_number_acceptance_agrees(text: str) -> None:
         assert (code, number) == (0, expected)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="client bug (reported): _validation's \\d accepts non-ASCII digits, which the "
-    "provider's PHP check refuses (406); the client then sends a number the provider refuses",
-)
 def test_the_client_refuses_non_ascii_digits_as_the_emulator_does() -> None:
     text = "138" + "\u0660" * 8  # ARABIC-INDIC DIGIT ZERO
     assert _rules.mobile_code(text) == (406, "")
