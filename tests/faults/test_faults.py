@@ -127,7 +127,10 @@ async def test_waiting_for_a_pooled_connection_is_not_sent(
 
     async def hold() -> None:
         with holder:
-            await client.send(first, TEXT)
+            try:
+                await client.send(first, TEXT)
+            except DeliveryUnknownError:
+                pass  # its read timeout came first: the assertions below say what the other did
 
     try:
         start = time.monotonic()
