@@ -611,7 +611,12 @@ def batch(
 
 
 async def _watch_interrupts(run: BatchRun, abort: anyio.CancelScope, state: dict[str, Any]) -> None:
-    """First Ctrl-C (or SIGTERM): stop gracefully. Second: abort what is on the wire."""
+    """First Ctrl-C (or SIGTERM): stop gracefully. Second: abort what is on the wire.
+
+    Where the event loop cannot take signal handlers (Windows), Ctrl-C interrupts at once.
+    """
+    if sys.platform == "win32":  # pragma: no cover - no signal handlers on its event loops
+        return
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for _ in signals:
             state["interrupts"] += 1
