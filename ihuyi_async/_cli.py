@@ -553,6 +553,9 @@ def batch(
         source.bad.clear()
     except InputError as exc:
         raise _usage(str(exc)) from None
+    except KeyboardInterrupt:  # while reading the file: nothing was sent
+        err_console.print("interrupted before sending")
+        raise typer.Exit(130) from None
     client = _client(account, api_key, flavour, base_url, backend)
     failed_path = failed_out or file.with_name(file.name + ".failed.csv")
     tally = _Tally()
