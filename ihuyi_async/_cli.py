@@ -176,7 +176,7 @@ def _emit(as_json: bool, data: dict[str, Any], text: str) -> None:
     if as_json:
         console.print_json(json.dumps(data, ensure_ascii=False))
     else:
-        console.print(text)
+        console.print(text, markup=False, highlight=False)  # "[auth]" is text, not a style
 
 
 @app.command()

@@ -32,6 +32,7 @@ def cli(*args: str, url: str | None = None) -> tuple[int, str]:
 def test_explain() -> None:
     code, out = cli("explain", "4082")
     assert code == 0 and "UTC+8" in out and "RateLimitedError" in out
+    assert out.startswith("4082 [rate_limit] ")  # the category is text, not rich markup
     code, out = cli("explain", "4030", "--json")
     assert code == 0 and json.loads(out)["permanent_for_recipient"] is True
 
