@@ -39,3 +39,16 @@ def test_testing_exports_and_modules_by_concern() -> None:
     with pytest.warns(DeprecationWarning, match="SentMessage"):
         renamed = testing.Message
     assert renamed is testing.SentMessage
+
+
+@pytest.mark.parametrize(
+    "name", ["PushAnswer", "post_push", "receipt_form", "reply_form", "template_review_form"]
+)
+def test_push_builders_moved_to_testing_with_a_deprecation(name: str) -> None:
+    import ihuyi_async.pushes as pushes
+    import ihuyi_async.testing as testing
+
+    assert name not in pushes.__all__
+    with pytest.warns(DeprecationWarning, match=f"ihuyi_async.testing.{name}"):
+        old = getattr(pushes, name)
+    assert old is getattr(testing, name)

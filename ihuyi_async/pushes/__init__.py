@@ -29,7 +29,6 @@ from ._models import (
     TemplateReview,
     parse_push,
 )
-from ._post import PushAnswer, post_push, receipt_form, reply_form, template_review_form
 from ._receiver import (
     PushReceiver,
     PushStatistics,
@@ -48,7 +47,6 @@ __all__ = [
     "MemoryDedupe",
     "NetworkLike",
     "Push",
-    "PushAnswer",
     "PushParseError",
     "PushReceiver",
     "PushStatistics",
@@ -61,10 +59,6 @@ __all__ = [
     "aiohttp_app",
     "aiohttp_handler",
     "parse_push",
-    "post_push",
-    "receipt_form",
-    "reply_form",
-    "template_review_form",
 ]
 
 for _name in __all__:
@@ -72,3 +66,22 @@ for _name in __all__:
     if isinstance(_obj, type):
         _obj.__module__ = __name__
 del _name, _obj
+
+_MOVED = frozenset({"PushAnswer", "post_push", "receipt_form", "reply_form", "template_review_form"})
+
+
+def __getattr__(name: str) -> object:
+    # Deprecated in 0.2.0: the test-only push builders live in ihuyi_async.testing (#14).
+    if name in _MOVED:
+        import warnings
+
+        from .. import testing
+
+        warnings.warn(
+            f"ihuyi_async.pushes.{name} moved to ihuyi_async.testing.{name}; "
+            "the old name goes in the next release",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(testing, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -39,10 +39,8 @@ from ihuyi_async.pushes import (
     PushParseError,
     PushReceiver,
     parse_push,
-    receipt_form,
-    reply_form,
-    template_review_form,
 )
+from ihuyi_async.testing import receipt_form, reply_form, template_review_form
 
 __all__ = [
     "ANSWER_PARSERS",

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from ihuyi_async.pushes import receipt_form
+from ihuyi_async.testing import receipt_form
 
 from .corpus import (
     CHARSETS,

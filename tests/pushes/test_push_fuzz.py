@@ -18,7 +18,8 @@ from aiohttp import http_exceptions
 from fuzzing.corpus import CHARSETS, RECEIVER_STATUSES, SMSID, PushRequest, push_request
 from push_servers import serve_aiohttp_receiver
 
-from ihuyi_async.pushes import PushReceiver, receipt_form
+from ihuyi_async.pushes import PushReceiver
+from ihuyi_async.testing import receipt_form
 
 pytestmark = pytest.mark.anyio
 

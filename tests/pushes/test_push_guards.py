@@ -18,10 +18,8 @@ from ihuyi_async.pushes import (
     DeliveryReceipt,
     PushReceiver,
     Reply,
-    post_push,
-    receipt_form,
-    reply_form,
 )
+from ihuyi_async.testing import post_push, receipt_form, reply_form
 
 pytestmark = pytest.mark.anyio
 

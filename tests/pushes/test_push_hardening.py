@@ -25,8 +25,8 @@ from ihuyi_async.pushes import (
     Push,
     PushParseError,
     PushReceiver,
-    receipt_form,
 )
+from ihuyi_async.testing import receipt_form
 
 pytestmark = pytest.mark.anyio
 

@@ -24,11 +24,13 @@ from ihuyi_async.pushes import (
     DedupeStore,
     DeliveryReceipt,
     MemoryDedupe,
-    PushAnswer,
     PushReceiver,
     RedisDedupe,
     Reply,
     TemplateReview,
+)
+from ihuyi_async.testing import (
+    PushAnswer,
     post_push,
     receipt_form,
     reply_form,

@@ -15,15 +15,12 @@ import ihuyi_async.pushes as pushes
 from ihuyi_async.pushes import (
     CHINA_TZ,
     DeliveryReceipt,
-    PushAnswer,
     PushParseError,
     Reply,
     TemplateReview,
     parse_push,
-    receipt_form,
-    reply_form,
-    template_review_form,
 )
+from ihuyi_async.testing import PushAnswer, receipt_form, reply_form, template_review_form
 
 SMSID = "16842079209571524017"
 MOBILE = "13912345678"
@@ -295,7 +292,18 @@ def test_the_package_imports_only_redact_clock_and_charsets_from_the_core() -> N
     package = Path(pushes.__file__).parent
     for path in package.glob("*.py"):
         tree = ast.parse(path.read_text(encoding="utf-8"))
+        # The one exception, until the next release: the deprecated push builders' shim
+        # (``pushes.__getattr__``) imports ``ihuyi_async.testing`` when an old name is used.
+        shim = {
+            id(node)
+            for fn in ast.walk(tree)
+            if isinstance(fn, ast.FunctionDef) and fn.name == "__getattr__"
+            for node in ast.walk(fn)
+            if isinstance(node, ast.ImportFrom) and [a.name for a in node.names] == ["testing"]
+        }
         for node in ast.walk(tree):
+            if id(node) in shim:
+                continue
             if isinstance(node, ast.ImportFrom):
                 if node.level == 2:
                     assert node.module in ("_redact", "_clock", "_charsets"), (path.name, node.module)

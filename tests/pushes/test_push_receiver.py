@@ -24,11 +24,13 @@ from ihuyi_async.pushes import (
     DeliveryReceipt,
     MemoryDedupe,
     Push,
-    PushAnswer,
     PushReceiver,
     Reply,
     TemplateReview,
     parse_push,
+)
+from ihuyi_async.testing import (
+    PushAnswer,
     post_push,
     receipt_form,
     reply_form,

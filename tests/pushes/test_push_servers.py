@@ -21,11 +21,8 @@ from ihuyi_async.pushes import (
     Reply,
     TemplateReview,
     aiohttp_handler,
-    post_push,
-    receipt_form,
-    reply_form,
-    template_review_form,
 )
+from ihuyi_async.testing import post_push, receipt_form, reply_form, template_review_form
 
 pytestmark = pytest.mark.anyio
 
