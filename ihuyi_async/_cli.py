@@ -285,7 +285,7 @@ def demo(
     if as_json:
         console.print_json(json.dumps(summary.as_dict(), ensure_ascii=False))
     else:
-        console.print(format_summary(summary))
+        console.print(format_summary(summary), markup=False, highlight=False)
 
 
 @contextmanager
@@ -706,10 +706,10 @@ def _summary(tally: _Tally, failed_path: Path | None, as_json: bool, interrupted
     if len(failures) > 20:
         console.print(f"… {len(failures) - 20} more failed rows")
     if failed_path is not None:
-        console.print(f"failed rows written to {failed_path}")
+        console.print(f"failed rows written to {failed_path}", markup=False)
     if tally.unresolved:
         where = f"ihuyi-async journal {journal}" if journal is not None else "your delivery receipts"
-        console.print(f"{tally.unresolved} message(s) of unknown outcome: do not resend blindly; reconcile with {where}")
+        console.print(f"{tally.unresolved} message(s) of unknown outcome: do not resend blindly; reconcile with {where}", markup=False)
 
 
 # ----------------------------------------------------------------------------- dry run
