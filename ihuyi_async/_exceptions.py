@@ -255,9 +255,19 @@ class RateLimitedError(ApiError):
 class LocalRateLimitError(RateLimitedError):
     """Our own limiter refused the send before any request was made.
 
+    Its text says so in its own words: which local rule refused, what the send would
+    have been, and when the next send is allowed, e.g. ``refused locally: 3rd identical
+    message to 138****8000 within a minute (rule identical_per_minute, provider code
+    408); next allowed at 12:01:00 China time, in 58 s``. Nothing was sent and nothing
+    was blacklisted: :attr:`code` is the provider code the rule stands for (what the
+    provider would answer), not an answer of the provider.
+
+    :ivar message: what was refused, in English (built by the limiter from the rule).
     :ivar rule: the name of the rule that refused it.
     :ivar retry_after: seconds until the rule would admit the send (``None`` if never today).
     :ivar resets_at: when the rule's window resets (aware datetime), if it has one.
+    :ivar allowed_at: when the rule next admits the send (aware datetime, UTC+8 from the
+        limiter); defaults to :attr:`resets_at`.
     """
 
     def __init__(
@@ -269,19 +279,53 @@ class LocalRateLimitError(RateLimitedError):
         mobile: str = "",
         retry_after: float | None = None,
         resets_at: _dt.datetime | None = None,
+        allowed_at: _dt.datetime | None = None,
     ) -> None:
         super().__init__(code, message, category="rate_limit", local=True, mobile=mobile)
         self.rule = rule
         self.retry_after = retry_after
         self.resets_at = resets_at
+        self.allowed_at = allowed_at if allowed_at is not None else resets_at
 
     def __str__(self) -> str:
-        text = f"{self.code}: {self.message} (local rule {self.rule!r}) [{self.mobile_masked}]"
-        if self.retry_after is not None:
-            text += f"; retry after {self.retry_after:.3f}s"
-        if self.resets_at is not None:
-            text += f"; resets at {self.resets_at.isoformat()}"
+        what = self.message or f"a send to {self.mobile_masked or 'this number'}"
+        text = f"refused locally: {what} (rule {self.rule}, provider code {self.code})"
+        when = self.allowed_at
+        after = self.retry_after
+        if when is not None:
+            text += f"; next allowed at {self._clock_time(when, after)} China time"
+            if after is not None:
+                text += f", in {self._duration(after)}"
+        elif after is not None:
+            text += f"; next allowed in {self._duration(after)}"
         return text
+
+    @staticmethod
+    def _clock_time(when: _dt.datetime, after: float | None) -> str:
+        """``12:01:00`` (rounded up to the second), with the date when it is not the
+        refusal's day."""
+        china = _dt.timezone(_dt.timedelta(hours=8))
+        when = when.astimezone(china)
+        if when.microsecond >= 1000:  # below a millisecond: float noise, not a later second
+            when += _dt.timedelta(seconds=1)
+        when = when.replace(microsecond=0)
+        refused_on = (when - _dt.timedelta(seconds=after or 0.0)).date()
+        return when.strftime("%H:%M:%S" if when.date() == refused_on else "%Y-%m-%d %H:%M:%S")
+
+    @staticmethod
+    def _duration(seconds: float) -> str:
+        """``0.4 s``, ``41 s``, ``12 min 5 s``, ``11 h 58 min`` (rounded up, to the ms first)."""
+        seconds = round(seconds, 3)
+        if seconds < 10:
+            return f"{-(-max(seconds, 0.0) * 10 // 1) / 10:g} s"
+        whole = int(-(-seconds // 1))
+        if whole < 60:
+            return f"{whole} s"
+        if whole < 3600:
+            minutes, rest = divmod(whole, 60)
+            return f"{minutes} min {rest} s" if rest else f"{minutes} min"
+        hours, rest = divmod(-(-whole // 60), 60)
+        return f"{hours} h {rest} min" if rest else f"{hours} h"
 
     def __repr__(self) -> str:
         return (

@@ -18,11 +18,10 @@ from dataclasses import dataclass
 import anyio
 
 from .._clock import Clock, SystemClock
-from .._codes import lookup
 from .._exceptions import LimiterUnavailableError, LocalRateLimitError
 from .._redact import content_digest, mask_mobile
 from ._memory import MAX_SCHEDULE_AHEAD, MemoryStore, _Table
-from ._rules import DEFAULT_RULES, Rule, RuleSet, to_china_time
+from ._rules import DEFAULT_RULES, Rule, RuleSet, refusal_text, to_china_time
 from ._store import Grant, Refusal, Store
 
 __all__ = ["Limiter", "LimiterStatistics", "Reservation"]
@@ -455,14 +454,14 @@ class Limiter:
 
     def _error(self, refusal: Refusal, mobile: str) -> LocalRateLimitError:
         rule = self._ruleset.rules[refusal.rule]
-        info = lookup(rule.code)
         return LocalRateLimitError(
             rule.code,
-            info.text or info.description,
+            refusal_text(rule, mask_mobile(mobile)),
             rule=rule.name,
             mobile=mobile,
             retry_after=max(0.0, refusal.retry_at - refusal.now),
             resets_at=to_china_time(refusal.resets_at),
+            allowed_at=to_china_time(max(refusal.retry_at, refusal.now)),
         )
 
     def _open(self, exc: LimiterUnavailableError, mobile: str, now: float) -> Reservation:

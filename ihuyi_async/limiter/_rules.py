@@ -229,6 +229,36 @@ class Rule:
         return (math.floor((t + self.offset) / self.period) + 1) * self.period - self.offset
 
 
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def _span(seconds: float) -> str:
+    named = {1.0: "second", 60.0: "minute", 3600.0: "hour", _DAY: "day"}
+    return named.get(seconds, f"{seconds:g} s")
+
+
+def refusal_text(rule: Rule, masked: str) -> str:
+    """What ``rule`` refuses, in English: ``3rd identical message to 138****8000 within a
+    minute``, ``6th message to 138****8000 today, China time``, ``more than 1 message per
+    second to 138****8000``. Used for :class:`~ihuyi_async.LocalRateLimitError`'s text."""
+    what = "identical message" if rule.per_content else "message"
+    if rule.kind is not None:
+        what = f"{rule.kind} {what}"
+    if rule.algorithm == "token_bucket":
+        plural = "" if rule.limit == 1 else "s"
+        return f"more than {rule.limit} {what}{plural} per {_span(rule.period)} to {masked}"
+    nth = f"{_ordinal(rule.limit + 1)} {what} to {masked}"
+    if rule.algorithm == "rolling_window":
+        within = {1.0: "a second", 60.0: "a minute", 3600.0: "an hour", _DAY: "24 hours"}
+        return f"{nth} within {within.get(rule.period, f'{rule.period:g} s')}"
+    if rule.period == _DAY:
+        day = "China time" if rule.offset == _CHINA_OFFSET else f"UTC{rule.offset / 3600:+g}"
+        return f"{nth} today, {day}"
+    return f"{nth} in one {_span(rule.period)} window"
+
+
 def provider_rules(
     *,
     per_second: bool = True,

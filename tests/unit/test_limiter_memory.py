@@ -102,8 +102,48 @@ async def test_refusal_repr_and_message(anyio_backend: str) -> None:
     exc = info.value
     assert exc.local and exc.code == 4080 and exc.rule == "per_second"
     assert MOBILE not in str(exc) and MOBILE not in repr(exc)
-    assert "138****8000" in str(exc)
+    assert str(exc) == (
+        "refused locally: more than 1 message per second to 138****8000 (rule per_second, "
+        "provider code 4080); next allowed at 12:00:02 China time, in 1.2 s"
+    )
     assert limiter.statistics().refused == 1
+
+
+async def test_a_local_refusal_says_which_rule_in_its_own_words(anyio_backend: str) -> None:
+    """Not the provider's "发送超限([20]条),已加入黑名单" (blacklisted) for a local refusal (#13)."""
+    clock = FakeClock(NOON + 123.0)  # 12:02:03 China time
+    limiter = Limiter(clock=clock, wait=False)
+    for _ in range(2):
+        await limiter.acquire(MOBILE, content="same")
+        clock.advance(2.0)
+    with pytest.raises(LocalRateLimitError) as info:
+        await limiter.acquire(MOBILE, content="same")
+    exc = info.value
+    assert (exc.code, exc.rule, exc.retry_after) == (408, "identical_per_minute", 56.0)
+    assert exc.message == "3rd identical message to 138****8000 within a minute"
+    assert str(exc) == (
+        "refused locally: 3rd identical message to 138****8000 within a minute "
+        "(rule identical_per_minute, provider code 408); next allowed at 12:03:03 China time, "
+        "in 56 s"
+    )
+    assert "黑名单" not in str(exc) and MOBILE not in str(exc)
+    for _ in range(3):
+        await limiter.acquire(MOBILE, content=f"other {clock.time()}")
+        clock.advance(2.0)
+    with pytest.raises(LocalRateLimitError) as info:
+        await limiter.acquire(MOBILE)
+    assert str(info.value) == (
+        "refused locally: 6th message to 138****8000 today, China time (rule per_day, "
+        "provider code 4082); next allowed at 2026-01-02 00:00:00 China time, in 11 h 58 min"
+    )
+
+
+def test_refusal_text_of_a_hand_built_error() -> None:
+    exc = LocalRateLimitError(4086, rule="mine", mobile=MOBILE, retry_after=725.0)
+    assert str(exc) == (
+        "refused locally: a send to 138****8000 (rule mine, provider code 4086); "
+        "next allowed in 12 min 5 s"
+    )
 
 
 async def test_memory_is_bounded_idle_numbers_are_dropped(anyio_backend: str) -> None:

@@ -15,6 +15,7 @@ from ihuyi_async.limiter import (
     provider_rules,
     to_china_time,
 )
+from ihuyi_async.limiter._rules import refusal_text
 
 MIDNIGHT = 1767283200.0  # 2026-01-02 00:00:00 UTC+8
 
@@ -151,6 +152,31 @@ def test_window_end_is_midnight_china_time() -> None:
     assert rule.window_end(MIDNIGHT) == MIDNIGHT + 86400
     assert to_china_time(MIDNIGHT) == dt.datetime(2026, 1, 2, tzinfo=CHINA_TZ)
     assert CHINA_TZ.utcoffset(None) == dt.timedelta(hours=8)
+
+
+def test_refusal_text_names_what_each_rule_refuses() -> None:
+    texts = {r.name: refusal_text(r, "138****8000") for r in provider_rules()}
+    assert texts == {
+        "per_second": "more than 1 message per second to 138****8000",
+        "per_day": "6th message to 138****8000 today, China time",
+        "verification_per_day": "6th verification message to 138****8000 today, China time",
+        "identical_per_day": "21st identical message to 138****8000 today, China time",
+        "identical_per_minute": "3rd identical message to 138****8000 within a minute",
+    }
+    assert (
+        refusal_text(Rule.per_day("d", 1, rolling=True), "x") == "2nd message to x within 24 hours"
+    )
+    assert (
+        refusal_text(Rule.per_day("d", 11, utc_offset_hours=0), "x")
+        == "12th message to x today, UTC+0"
+    )
+    assert (
+        refusal_text(Rule.token_bucket("v", capacity=2, per=60, kind="verification"), "x")
+        == "more than 2 verification messages per minute to x"
+    )
+    assert refusal_text(Rule.window("w", 12, 90, code=1, rolling=False), "x") == (
+        "13th message to x in one 90 s window"
+    )
 
 
 def test_constructors() -> None:
