@@ -702,8 +702,13 @@ class IhuyiClient:
             try:
                 status, data = await post_within(self._wire, url, body(), progress, _left(end))
             except WireError as exc:
+                if exc.reason == "deadline":
+                    exc.detail = f"no complete answer within the {self._deadline:g} s deadline"
+                    if not exc.written:
+                        exc.detail += ", before the request was written"
+                    raise
                 retryable = idempotent or (not exc.written and policy.retry_unsent_sends)
-                if exc.reason == "deadline" or not retryable or not self._may_retry(attempt, end):
+                if not retryable or not self._may_retry(attempt, end):
                     raise
             else:
                 if not (idempotent and status >= 500 and self._may_retry(attempt, end)):
