@@ -196,6 +196,7 @@ def error_for(code: int, message: str = "", *, local: bool = False, mobile: str 
         category=info.category,
         local=local,
         mobile=mobile,
+        retryable=info.retryable,
     )
 
 

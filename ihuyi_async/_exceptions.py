@@ -187,6 +187,8 @@ class ApiError(IhuyiError):
     :ivar message: the provider's text (or the registry's text for local refusals).
     :ivar category: the registry's category (``"auth"``, ``"content"``, …, ``"unknown"``).
     :ivar local: ``True`` when this library refused the message before any request.
+    :ivar retryable: whether trying again later may succeed (the registry's flag; without
+        one, a rate-limit or server category is retryable).
     """
 
     def __init__(
@@ -197,7 +199,9 @@ class ApiError(IhuyiError):
         category: str = "unknown",
         local: bool = False,
         mobile: str = "",
+        retryable: bool | None = None,
     ) -> None:
+        self._retryable = retryable
         self.code = code
         self.message = message
         self.category = category
@@ -219,9 +223,9 @@ class ApiError(IhuyiError):
     @property
     def retryable(self) -> bool:
         """Whether trying again later may succeed (from the code registry)."""
-        from ._codes import lookup
-
-        return lookup(self.code).retryable
+        if self._retryable is not None:
+            return self._retryable
+        return self.category in ("rate_limit", "server")
 
 
 class AuthenticationError(ApiError):
