@@ -153,7 +153,9 @@ class Limiter:
     ``rules`` default to the provider's (:data:`~ihuyi_async.limiter.DEFAULT_RULES`):
 
     - a token bucket of capacity 1 refilled at 1 per second (code 4080): at most one
-      send per number per second, no burst;
+      send per number per second, no burst, turns spaced by 1 s plus
+      :data:`~ihuyi_async.limiter.PER_SECOND_MARGIN` (0.2 s) because the provider counts
+      sends when they arrive;
     - 5 sends per number per calendar day in China time (4082);
     - 5 sends of ``kind="verification"`` per number per day (4085);
     - identical content to one number: 2 per rolling minute and 20 per day (408).

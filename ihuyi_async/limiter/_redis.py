@@ -64,14 +64,15 @@ class RedisStore(Store):
     the limiter passes, i.e. the limiter's :class:`~ihuyi_async.Clock`. Why: it is
     the clock the client also signs requests with (the provider checks it), tests
     can own it (a :class:`~ihuyi_async.FakeClock` drives Redis exactly like memory),
-    and the script stays deterministic. Turns are computed from the state in Redis,
-    so two processes can never be given turns closer than the bucket allows even if
-    their clocks differ; what a skew of *s* seconds between hosts can do is move the
-    moment a turn is taken (and the 00:00 UTC+8 boundary) by *s*. Hosts synchronised
-    by NTP keep *s* in milliseconds. If hosts' clocks cannot be trusted, choose
-    ``time_source="server"``: the script then reads the Redis server's ``TIME`` — one
-    clock for all processes — and waits are returned relative to it (the limiter
-    sleeps the difference on its own clock, which only has to measure intervals).
+    and the script stays deterministic. Turns are computed from the state in Redis, but
+    each process sleeps to its turn on its own clock: a skew of *s* seconds between two
+    hosts can put their sends to one number *s* seconds closer than the bucket's
+    interval (and moves the 00:00 UTC+8 boundary by *s*). Hosts synchronised by NTP
+    keep *s* in milliseconds, well inside the provider rule's margin
+    (:data:`~ihuyi_async.limiter.PER_SECOND_MARGIN`). If hosts' clocks cannot be
+    trusted, choose ``time_source="server"``: the script then reads the Redis server's
+    ``TIME`` — one clock for all processes — and waits are returned relative to it (the
+    limiter sleeps the difference on its own clock, which only has to measure intervals).
 
     Times travel as integer microseconds, exact in Lua's doubles.
 
