@@ -103,6 +103,20 @@ def _unknown(
     )
 
 
+def _check_flavour(flavour: str, response_format: str, signing: str) -> Flavour:
+    """The flavour, once its answer format and the signing mode are known to fit it."""
+    if flavour not in FLAVOURS:
+        raise ValueError(f"flavour must be one of {sorted(FLAVOURS)}, not {flavour!r}")
+    found = FLAVOURS[flavour]
+    if response_format not in ("json", "xml"):
+        raise ValueError(f"response_format must be 'json' or 'xml', not {response_format!r}")
+    if response_format not in found.formats:
+        raise ValueError(f"the {flavour!r} flavour answers only {found.formats}")
+    if signing not in ("dynamic", "plain"):
+        raise ValueError(f"signing must be 'dynamic' or 'plain', not {signing!r}")
+    return found
+
+
 def _check_deadline(deadline: object, timeout: httpx.Timeout) -> float | None:
     """The call deadline: ``DEFAULT`` is twice the timeout's largest phase."""
     if deadline is DEFAULT:
@@ -303,11 +317,9 @@ class IhuyiClient:
         idempotency: KeyStore | None = None,
         idempotency_wait: bool = True,
     ) -> None:
-        account = account if account is not None else os.environ.get("IHUYI_ACCOUNT")
-        api_key = api_key if api_key is not None else os.environ.get("IHUYI_API_KEY")
         env = os.environ
-        flavour = flavour if flavour is not None else env.get("IHUYI_FLAVOUR") or "legacy"  # type: ignore[assignment]
-        base_url = base_url if base_url is not None else env.get("IHUYI_BASE_URL") or None
+        account = account if account is not None else env.get("IHUYI_ACCOUNT")
+        api_key = api_key if api_key is not None else env.get("IHUYI_API_KEY")
         if backend is None:  # the environment's choice, unless an httpx transport/client is given
             own = transport is None and http_client is None
             backend = (env.get("IHUYI_BACKEND") or "httpx") if own else "httpx"  # type: ignore[assignment]
@@ -315,19 +327,16 @@ class IhuyiClient:
             raise ValueError("no account: pass account= or set IHUYI_ACCOUNT")
         if not isinstance(api_key, str) or not api_key.strip():
             raise ValueError("no api_key: pass api_key= or set IHUYI_API_KEY")
-        if flavour not in FLAVOURS:
-            raise ValueError(f"flavour must be one of {sorted(FLAVOURS)}, not {flavour!r}")
-        self._flavour: Flavour = FLAVOURS[flavour]
-        if response_format not in ("json", "xml"):
-            raise ValueError(f"response_format must be 'json' or 'xml', not {response_format!r}")
-        if response_format not in self._flavour.formats:
-            raise ValueError(f"the {flavour!r} flavour answers only {self._flavour.formats}")
-        if signing not in ("dynamic", "plain"):
-            raise ValueError(f"signing must be 'dynamic' or 'plain', not {signing!r}")
+        self._flavour: Flavour = _check_flavour(
+            flavour if flavour is not None else env.get("IHUYI_FLAVOUR") or "legacy",
+            response_format,
+            signing,
+        )
         if max_response_bytes < 256:
             raise ValueError("max_response_bytes must be at least 256")
-
-        self._base_url = self._check_base_url(base_url or self._flavour.default_base_url)
+        if base_url is None:
+            base_url = env.get("IHUYI_BASE_URL") or self._flavour.default_base_url
+        self._base_url = self._check_base_url(base_url)
         self._format: Literal["json", "xml"] = response_format
         self._forms = Forms(
             account,
@@ -348,12 +357,9 @@ class IhuyiClient:
             limiter = Limiter(clock=self._clock)
         self._limiter: Limiter | None = limiter
 
-        flav = self._flavour
-        self._submit_url = self._base_url + flav.submit_path
-        self._getnum_url = self._base_url + flav.getnum_path
-        self._addtemplate_url = (
-            self._base_url + flav.addtemplate_path if flav.addtemplate_path else None
-        )
+        base, flav = self._base_url, self._flavour
+        self._submit_url, self._getnum_url = base + flav.submit_path, base + flav.getnum_path
+        self._addtemplate_url = base + flav.addtemplate_path if flav.addtemplate_path else None
 
         timeout_obj = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
         self._deadline = _check_deadline(deadline, timeout_obj)
