@@ -147,6 +147,30 @@ async def test_server_time_source(redis_client: Any, redis_prefix: str) -> None:
     assert info.value.code == 4080 and 0 < (info.value.retry_after or 0) <= 1 + PER_SECOND_MARGIN
 
 
+async def test_host_clock_skew_in_caller_mode_and_server_mode(
+    redis_client: Any, redis_prefix: str
+) -> None:
+    """What the docs say about two hosts whose clocks differ by 0.5 s: with the callers'
+    time their sends to one number come 0.5 s closer than the spacing; with the server's
+    time they keep it (each host's clock only measures the wait)."""
+    step = 1 + PER_SECOND_MARGIN
+    store = RedisStore(redis_client, prefix=f"{redis_prefix}caller:")
+    host_a = Limiter(store=store, clock=FakeClock(NOON, auto_advance=True))
+    host_b = Limiter(store=store, clock=FakeClock(NOON + 0.5 + 0.1, auto_advance=True))
+    a = await host_a.acquire(MOBILE)  # true time NOON, host A's clock is right
+    b = await host_b.acquire(MOBILE)  # true time NOON + 0.1, host B's clock 0.5 s ahead
+    assert (a.send_at, b.send_at) == (NOON, pytest.approx(NOON + step))
+    b_true = NOON + 0.1 + b.waited  # B sleeps to its turn on its own clock
+    assert b_true - a.send_at == pytest.approx(step - 0.5)
+    server = RedisStore(redis_client, prefix=f"{redis_prefix}server:", time_source="server")
+    host_a = Limiter(store=server, clock=FakeClock(NOON, auto_advance=True))
+    host_b = Limiter(store=server, clock=FakeClock(NOON + 1000.0, auto_advance=True))
+    a = await host_a.acquire(MOBILE)
+    b = await host_b.acquire(MOBILE)  # at once (real time): its wait is on the server's clock
+    assert b.send_at - a.send_at == pytest.approx(step, abs=1e-6)
+    assert b.waited == pytest.approx(step - (b.granted_at - a.granted_at), abs=1e-6)
+
+
 async def _unreachable() -> Any:
     # nothing listens on port 1; no retries, so the test does not wait on backoff
     return redis.Redis(
