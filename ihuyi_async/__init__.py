@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from ._batch import BatchProgress, BatchRun, Message, Outcome
+from ._batch import BatchProgress, BatchRun, ConflictPolicy, Message, Outcome, find_conflicts
 from ._client import IhuyiClient
 from ._clock import Clock, FakeClock, SystemClock
 from ._codes import CodeInfo, explain, lookup
@@ -33,6 +33,7 @@ from ._exceptions import (
 )
 from ._journal import Journal, JournalEntry
 from ._models import Balance, SendResult, TemplateResult
+from ._validation import Kind
 
 try:
     __version__ = version("ihuyi-async")
@@ -49,6 +50,7 @@ __all__ = [
     "BlacklistedError",
     "Clock",
     "CodeInfo",
+    "ConflictPolicy",
     "ContentRejectedError",
     "DeliveryUnknownError",
     "FakeClock",
@@ -61,6 +63,7 @@ __all__ = [
     "Journal",
     "JournalEntry",
     "KeyStoreUnavailableError",
+    "Kind",
     "LimiterUnavailableError",
     "LocalRateLimitError",
     "Message",
@@ -77,5 +80,6 @@ __all__ = [
     "UnsupportedOperationError",
     "__version__",
     "explain",
+    "find_conflicts",
     "lookup",
 ]
