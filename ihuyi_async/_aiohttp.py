@@ -92,6 +92,7 @@ class AiohttpTransport:
     )
 
     isolate = False  # aiohttp cleans up after native cancellation itself
+    asyncio_only = True
 
     def __init__(
         self,

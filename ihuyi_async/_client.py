@@ -396,9 +396,9 @@ class IhuyiClient:
             return  # the common case, without asking sniffio
         token = _loop_token()
         if self._loop is None:
-            if self._backend == "aiohttp" and sniffio.current_async_library() != "asyncio":
+            if self._wire.asyncio_only and sniffio.current_async_library() != "asyncio":
                 raise RuntimeError(
-                    "backend='aiohttp' runs on asyncio only; use backend='httpx' on trio"
+                    f"backend={self._backend!r} runs on asyncio only; use backend='httpx' on trio"
                 )
             self._loop = token
         elif token is not self._loop:

@@ -100,6 +100,8 @@ class Transport(Protocol):
 
     #: run requests in a child task shielded from native asyncio cancellation.
     isolate: bool
+    #: the backend runs on asyncio only (the client refuses it on trio before anything).
+    asyncio_only: bool
 
     async def post(self, url: str, body: bytes, progress: CallProgress) -> tuple[int, bytes]:
         """POST a form-encoded body; return ``(status, body)``.
@@ -414,6 +416,7 @@ class HttpxTransport:
     __slots__ = ("_client", "_owned", "_traced", "_max_bytes", "_timeout", "_headers", "_urls")
 
     isolate = True
+    asyncio_only = False
 
     def __init__(
         self, client: httpx.AsyncClient, *, owned: bool, max_bytes: int, traced: bool = False
