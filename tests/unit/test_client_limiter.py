@@ -8,7 +8,7 @@ import pytest
 
 import ihuyi_async as ih
 from ihuyi_async import FakeClock, IhuyiClient, RetryPolicy
-from ihuyi_async.limiter import Limiter
+from ihuyi_async.limiter import PER_SECOND_MARGIN, Limiter
 
 pytestmark = pytest.mark.anyio
 
@@ -64,9 +64,23 @@ async def test_daily_quota_refuses_sixth_without_request() -> None:
     assert len(seen) == 5
     assert info.value.code == 4082 and info.value.resets_at is not None
     assert info.value.resets_at.isoformat() == "2026-01-02T00:00:00+08:00"
-    # paced: one per second
+    # paced: one per second plus the margin (the provider counts arrivals)
     times = [s.sent_at.timestamp() for s in sent]
-    assert all(b - a >= 1.0 for a, b in zip(times, times[1:], strict=False))
+    assert all(b - a >= 1.0 + PER_SECOND_MARGIN - 1e-6 for a, b in zip(times, times[1:], strict=False))
+
+
+async def test_the_default_limiter_spaces_a_numbers_sends_by_the_margin() -> None:
+    clock = FakeClock(NOW, auto_advance=True)
+    seen: list[float] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(clock.time())
+        return httpx.Response(200, json=OK)
+
+    async with IhuyiClient("APIID", "KEY", transport=httpx.MockTransport(handler), clock=clock) as client:
+        for i in range(3):
+            await client.send("13800138000", f"{TEXT}{i}")
+    assert [b - a for a, b in zip(seen, seen[1:], strict=False)] == pytest.approx([1.2, 1.2])
 
 
 async def test_provider_rejection_refunds_slot() -> None:
