@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import datetime as _dt
 
+from ._china import CHINA_TZ
 from ._redact import mask_mobile
 
 __all__ = [
@@ -308,8 +309,7 @@ class LocalRateLimitError(RateLimitedError):
     def _clock_time(when: _dt.datetime, after: float | None) -> str:
         """``12:01:00`` (rounded up to the second), with the date when it is not the
         refusal's day."""
-        china = _dt.timezone(_dt.timedelta(hours=8))
-        when = when.astimezone(china)
+        when = when.astimezone(CHINA_TZ)
         if when.microsecond >= 1000:  # below a millisecond: float noise, not a later second
             when += _dt.timedelta(seconds=1)
         when = when.replace(microsecond=0)

@@ -8,12 +8,13 @@ from __future__ import annotations
 import datetime as _dt
 from dataclasses import dataclass, field
 
+from ._china import CHINA_TZ
 from ._redact import mask_mobile
 
 __all__ = ["Balance", "SendResult", "TemplateResult"]
 
-#: China Standard Time, the provider's time zone.
-CST = _dt.timezone(_dt.timedelta(hours=8), "UTC+08:00")
+#: China Standard Time, the provider's time zone (kept as an alias of ``_china.CHINA_TZ``).
+CST = CHINA_TZ
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -7,11 +7,12 @@ and the China-time (UTC+8) calendar helpers. Stores interpret rules; the
 
 from __future__ import annotations
 
-import datetime as _dt
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Literal
+
+from .._china import CHINA_OFFSET, CHINA_TZ, to_china_time
 
 __all__ = [
     "CHINA_TZ",
@@ -23,9 +24,7 @@ __all__ = [
     "to_china_time",
 ]
 
-#: China Standard Time, the provider's calendar: UTC+8, no daylight saving time.
-CHINA_TZ = _dt.timezone(_dt.timedelta(hours=8), "UTC+08:00")
-_CHINA_OFFSET = 8 * 3600.0
+_CHINA_OFFSET = CHINA_OFFSET
 _DAY = 86400.0
 
 #: Seconds added to the spacing of the provider's per-second turns (see
@@ -38,11 +37,6 @@ _DAY = 86400.0
 PER_SECOND_MARGIN = 0.2
 
 Algorithm = Literal["token_bucket", "fixed_window", "rolling_window"]
-
-
-def to_china_time(t: float) -> _dt.datetime:
-    """Unix seconds -> an aware datetime in UTC+8 (independent of the host's ``TZ``)."""
-    return _dt.datetime.fromtimestamp(t, CHINA_TZ)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -13,9 +13,10 @@ import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import datetime, tzinfo
 from typing import ClassVar
 
+from .._china import CHINA_TZ as _CHINA_TZ
 from .._redact import content_digest, mask_mobile
 
 __all__ = [
@@ -30,7 +31,7 @@ __all__ = [
 ]
 
 #: China Standard Time (UTC+8), the zone of every time the provider sends.
-CHINA_TZ: tzinfo = timezone(timedelta(hours=8), "UTC+08:00")
+CHINA_TZ: tzinfo = _CHINA_TZ
 
 #: The ``strptime`` formats tried, in order, for ``report_time`` and ``reply_time``.
 #: The provider documents ``YYYY-MM-DD HH:MM:SS``; the others are seen in the wild.

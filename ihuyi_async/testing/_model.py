@@ -55,6 +55,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from .._china import CHINA_TZ as _CHINA_TZ
 from .._clock import Clock, FakeClock
 from .._codes import lookup
 from ._faults import Fault
@@ -85,7 +86,7 @@ __all__ = [
 ]
 
 #: China Standard Time: the provider's calendar and push times.
-CHINA_TZ = _dt.timezone(_dt.timedelta(hours=8), "UTC+08:00")
+CHINA_TZ = _CHINA_TZ
 #: The account an :class:`Emulator` gets when none is given.
 DEFAULT_ACCOUNTS: Mapping[str, str] = {"test-apiid": "test-apikey"}
 #: Id of the provider's trial template.
