@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import anyio
 
 from .._clock import Clock, SystemClock
+from .._codes import RATE_LIMIT_CODES
 from .._exceptions import LimiterUnavailableError, LocalRateLimitError
 from .._redact import content_digest, mask_mobile
 from ._memory import MAX_SCHEDULE_AHEAD, MemoryStore, _Table
@@ -393,7 +394,7 @@ class Limiter:
         """
         del kind
         code = int(code)
-        if code not in (408, 4080, 4082, 4085, 4086):
+        if code not in RATE_LIMIT_CODES:
             return ()
         selected = self._ruleset.for_code(code, bool(content))
         if not selected:
