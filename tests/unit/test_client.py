@@ -277,7 +277,7 @@ async def test_user_http_client_is_left_open() -> None:
     own = make(rec)
     async with own:
         assert own.http_client is not None
-    assert own.http_client.is_closed  # type: ignore[union-attr]
+    assert own.http_client.is_closed
 
 
 async def test_use_after_close_raises() -> None:

@@ -12,6 +12,7 @@ import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -331,7 +332,12 @@ async def test_cancel_while_waiting_for_the_pool_refunds_and_keeps_the_pool(back
 async def test_lone_surrogate_is_refused_locally_before_the_limiter() -> None:
     limiter = Limiter(clock=FakeClock(NOW, auto_advance=True))
     seen: list[httpx.Request] = []
-    transport = httpx.MockTransport(lambda r: seen.append(r) or httpx.Response(200, content=OK))
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, content=OK)
+
+    transport = httpx.MockTransport(answer)
     async with IhuyiClient("APIID", "KEY", transport=transport, limiter=limiter) as client:
         with pytest.raises(ih.ContentRejectedError) as caught:
             await client.send("13800138000", "验证码 \ud800 1234")
@@ -410,8 +416,10 @@ async def test_sharded_pool_reuses_an_idle_connection_in_another_shard() -> None
 
 def test_default_keepalive_expiry_is_below_common_server_timeouts() -> None:
     client = IhuyiClient("APIID", "KEY")
-    pool = client.http_client._transport  # type: ignore[union-attr]
-    expiry = {p._pool._keepalive_expiry for p in pool._pools}  # type: ignore[attr-defined]
+    http = client.http_client
+    assert http is not None
+    pool: Any = http._transport
+    expiry = {p._pool._keepalive_expiry for p in pool._pools}
     assert expiry == {4.0}  # uvicorn and Apache close idle connections after 5 s
 
 

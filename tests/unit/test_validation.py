@@ -80,7 +80,7 @@ def test_variables() -> None:
     for bad, exc in [([], ValueError), ([""], ValueError), (["a|b"], ValueError),
                      ("1234", TypeError), ([1.5], TypeError), ([True], TypeError)]:
         with pytest.raises(exc):
-            join_variables(bad)  # type: ignore[arg-type]
+            join_variables(bad)
 
 
 def test_render_template() -> None:
