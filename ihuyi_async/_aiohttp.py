@@ -64,7 +64,11 @@ def _marking_connector(aio: Any) -> Any:
                 conn = await super().connect(req, traces, timeout)
                 progress = _PROGRESS.get()
                 if progress is not None:
-                    progress.written = True
+                    try:
+                        await progress.writing()
+                    except BaseException:
+                        conn.release()  # cancelled at the gate: nothing was written
+                        raise
                 return conn
 
         _connector_class = _MarkingConnector

@@ -117,6 +117,25 @@ def _check_flavour(flavour: str, response_format: str, signing: str) -> Flavour:
     return found
 
 
+#: Seconds a request takes from our socket to the provider's, as it varies between two
+#: sends to one number: what the write spacing adds to a per-second rule's period.
+WRITE_JITTER = 0.05
+
+
+def _write_spacing(limiter: Limiter | None) -> float | None:
+    """The per-number write spacing: the strictest one-per-period bucket of the limiter's
+    rules (the provider's 1/s), plus the smaller of its margin and :data:`WRITE_JITTER`."""
+    if limiter is None:
+        return None
+    spacings = [
+        rule.period + min(rule.margin, WRITE_JITTER)
+        for rule in limiter.rules
+        if rule.algorithm == "token_bucket" and rule.limit == 1 and not rule.per_content
+        and rule.kind is None
+    ]
+    return max(spacings) if spacings else None
+
+
 def _check_deadline(deadline: object, timeout: httpx.Timeout) -> float | None:
     """The call deadline: ``DEFAULT`` is twice the timeout's largest phase."""
     if deadline is DEFAULT:
@@ -356,6 +375,8 @@ class IhuyiClient:
 
             limiter = Limiter(clock=self._clock)
         self._limiter: Limiter | None = limiter
+        self._write_spacing = _write_spacing(limiter)
+        self._last_write: dict[str, float] = {}
 
         base, flav = self._base_url, self._flavour
         self._submit_url, self._getnum_url = base + flav.submit_path, base + flav.getnum_path
@@ -841,6 +862,9 @@ class IhuyiClient:
             if limiter is not None
             else None
         )
+        if self._write_spacing is not None and progress.gate is None:
+            number = out.number
+            progress.gate = lambda: self._space_write(number)
         try:
             sent_at, status, data = await self._write(out, on_wire, progress)
         except DeliveryUnknownError as exc:
@@ -860,6 +884,26 @@ class IhuyiClient:
                 )
             raise
         return await self._read_answer(out, reservation, sent_at, status, data)
+
+    async def _space_write(self, number: str) -> None:
+        """Keep one number's requests at least the per-second spacing apart *as written*.
+
+        The limiter spaces turns; a busy event loop can still delay one send's write
+        more than the next one's, and the provider counts on arrival. Right before a
+        request goes out (connection in hand), this waits if the number's previous
+        request in this process went out less than the spacing ago.
+        """
+        spacing, last_write, clock = self._write_spacing, self._last_write, self._clock
+        assert spacing is not None
+        now = clock.time()
+        last = last_write.get(number)
+        if last is not None and last + spacing > now:
+            await clock.sleep(last + spacing - now)
+            now = clock.time()
+        if len(last_write) >= 4096:  # bounded: forget numbers whose spacing has passed
+            for stale in [n for n, t in last_write.items() if t + spacing <= now]:
+                del last_write[stale]
+        last_write[number] = now
 
     async def _write(
         self, out: _Outgoing, on_wire: Callable[[], None] | None, progress: CallProgress

@@ -36,7 +36,7 @@ import asyncio
 import contextlib
 import math
 from asyncio import _get_running_loop
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
 import anyio
@@ -82,17 +82,27 @@ class CallProgress:
     """How far one call got on the wire; marked by the backend, read by :func:`post_within`.
 
     :ivar written: the request may have started to go out (sticky across retries).
+    :ivar gate: awaited once, right before the request starts to go out (a connection
+        is in hand, nothing written): the client's per-number write spacing.
     """
 
-    __slots__ = ("written",)
+    __slots__ = ("gate", "written")
 
-    def __init__(self, written: bool = False) -> None:
+    def __init__(self, written: bool = False, gate: Callable[[], Awaitable[None]] | None = None) -> None:
         self.written = written
+        self.gate = gate
+
+    async def writing(self) -> None:
+        """The backend is about to write the request: pass the gate, then mark it written."""
+        gate, self.gate = self.gate, None
+        if gate is not None:
+            await gate()
+        self.written = True
 
     async def trace(self, name: str, info: object) -> None:
         """httpcore's ``trace`` request extension: marks the start of the request's headers."""
         if name.endswith(".send_request_headers.started"):
-            self.written = True
+            await self.writing()
 
 
 class Transport(Protocol):

@@ -501,3 +501,36 @@ def test_close_from_another_loop_releases_the_pool(backend: str) -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+# ------------------------------------------------------------------ write spacing (#12.7)
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.parametrize("backend", ["httpx", "aiohttp"])
+async def test_the_write_gate_runs_once_right_before_the_request_leaves(backend: str) -> None:
+    seen_at_gate: list[int] = []
+    async with serve(healthy) as state:
+        client = client_for(state, backend=backend, limiter=Limiter(clock=FakeClock(NOW, auto_advance=True)))
+
+        async def gate(number: str) -> None:
+            seen_at_gate.append(state.requests)
+
+        client._space_write = gate  # type: ignore[method-assign]
+        async with client:
+            await client.send("13800138000", TEXT)
+            await client.send("13800138001", TEXT)
+    assert seen_at_gate == [0, 1]  # each time before the server had that request
+
+
+async def test_the_write_gate_spaces_one_numbers_writes() -> None:
+    clock = FakeClock(NOW, auto_advance=True)
+    client = IhuyiClient("APIID", "KEY", clock=clock)  # default rules: 1/s plus a 0.2 s margin
+    assert client._write_spacing == pytest.approx(1.05)
+    await client._space_write("13800138000")
+    start = clock.time()
+    await client._space_write("13800138001")  # another number: no wait
+    assert clock.time() == start
+    await client._space_write("13800138000")
+    assert clock.time() == pytest.approx(start + 1.05)
+    assert IhuyiClient("APIID", "KEY", limiter=None)._write_spacing is None
