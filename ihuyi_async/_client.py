@@ -33,17 +33,15 @@ from ._exceptions import (
     ApiError,
     DeliveryUnknownError,
     ProtocolError,
-    TransportError,
     UnsupportedOperationError,
 )
 from ._forms import Forms
 from ._journal import Journal
-from ._models import Balance, SendResult, TemplateResult
-from ._parsing import parse_balance, parse_submit, parse_template
+from ._models import SendResult, TemplateResult
+from ._parsing import parse_submit, parse_template
 from ._redact import content_digest
 from ._transport import (
     CallProgress,
-    WireError,
 )
 from ._validation import (
     TRIAL_TEMPLATE,
@@ -390,22 +388,6 @@ class IhuyiClient(_BaseClient):
             stop_on=ACCOUNT_LEVEL_CODES if stop_on is DEFAULT else stop_on,
             resend_unknown=resend_unknown,
         )
-
-    async def balance(self) -> Balance:
-        """Messages left on the account (GetNum; retried on transient failures)."""
-        self._enter()
-        forms, clock = self._forms, self._clock
-        try:
-            status, data = await self._exchange(
-                self._getnum_url, lambda: forms.getnum(int(clock.time())), CallProgress(), idempotent=True
-            )
-        except WireError as exc:
-            raise TransportError(
-                f"balance query failed: {exc.reason} ({exc.detail})",
-                sent=None if exc.written else False,
-            ) from exc
-        num, msg = parse_balance(data, self._format, status_code=status)
-        return Balance(num=num, message=msg)
 
     async def add_template(self, content: str) -> TemplateResult:
         """Submit a template for review; ``【变量】`` marks each variable (legacy flavour).

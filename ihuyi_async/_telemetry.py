@@ -1,8 +1,9 @@
 """OpenTelemetry traces and metrics of every call, limiter wait and push (extra ``otel``).
 
 Depends only on ``opentelemetry-api``; without it, or with no SDK configured (the
-API's proxy providers still in place), every hook is a shared no-op object: a send
-pays one attribute lookup and one ``isinstance``.
+API's proxy providers still in place), every hook is a shared no-op object (the
+providers are looked at again at most once a second, so an SDK set up after the
+first send is picked up within a second; :func:`instrument` takes effect at once).
 
 **Spans** (tracer ``ihuyi_async``, kind INTERNAL, a child of the caller's current
 span and the parent of any httpx / aiohttp instrumentation's HTTP span):
@@ -43,7 +44,7 @@ try:  # the extra
 except ImportError:  # pragma: no cover - depends on the environment
     _trace = _metrics = None
 
-__all__ = ["CallSpan", "Telemetry"]
+__all__ = ["TELEMETRY", "CallSpan", "Telemetry", "instrument"]
 
 NAME = "ihuyi_async"
 
@@ -164,13 +165,22 @@ class Telemetry:
     :param meter_provider: default: the global one (``opentelemetry.metrics``).
     """
 
-    __slots__ = ("_instruments", "_meter_provider", "_tracer", "_tracer_provider")
+    __slots__ = ("_checked", "_instruments", "_meter_provider", "_tracer", "_tracer_provider")
 
     def __init__(self, *, tracer_provider: Any = None, meter_provider: Any = None) -> None:
         self._tracer_provider = tracer_provider
         self._meter_provider = meter_provider
         self._tracer: Any = None
         self._instruments: Any = None
+        self._checked = -1.0  # when the global providers were last found to be the API's proxies
+
+    def use(self, *, tracer_provider: Any = None, meter_provider: Any = None) -> None:
+        """Record through these providers from now on (``None``: the global ones)."""
+        self._tracer_provider = tracer_provider
+        self._meter_provider = meter_provider
+        self._tracer = None
+        self._instruments = None
+        self._checked = -1.0
 
     @property
     def enabled(self) -> bool:
@@ -179,8 +189,14 @@ class Telemetry:
             return False
         if self._tracer_provider is not None or self._meter_provider is not None:
             return True
+        now = time.monotonic()
+        if now - self._checked < 1.0:  # no SDK a moment ago: look again at most once a second
+            return False
         tracing = not isinstance(_trace.get_tracer_provider(), _trace.ProxyTracerProvider)
-        return tracing or type(_metrics.get_meter_provider()).__name__ != "_ProxyMeterProvider"
+        if tracing or type(_metrics.get_meter_provider()).__name__ != "_ProxyMeterProvider":
+            return True
+        self._checked = now
+        return False
 
     def tracer(self) -> Any:
         if _trace is None:
@@ -250,3 +266,14 @@ class Telemetry:
                 if code is not None:
                     span.set_attribute("ihuyi.code", code)
         self._meters()[2].add(1, attrs)
+
+
+#: The library's instruments (the global providers unless :func:`instrument` says otherwise).
+TELEMETRY = Telemetry()
+
+
+def instrument(*, tracer_provider: Any = None, meter_provider: Any = None) -> None:
+    """Send the library's spans and metrics to these providers instead of the global ones
+    (as OpenTelemetry's instrumentations take ``tracer_provider=``); ``None`` for both
+    returns to the global providers."""
+    TELEMETRY.use(tracer_provider=tracer_provider, meter_provider=meter_provider)

@@ -52,6 +52,7 @@ import anyio
 import anyio.to_thread
 
 from .._clock import Clock, SystemClock
+from .._telemetry import TELEMETRY
 from ._asgi import Receive, Scope, Send, serve_lifespan
 from ._dedupe import ClaimState, DedupeStore, MemoryDedupe
 from ._guards import DEFAULT_MAX_BODY, Guards, NetworkLike
@@ -457,7 +458,19 @@ class PushReceiver:
             self._counts["failed"] += 1
             logger.exception("push parser failed; answered 500")
             return _FAILED
-        return await self._dispatch(push)
+        if not TELEMETRY.enabled:
+            return await self._dispatch(push)
+        before = dict(self._counts)
+        answer = await self._dispatch(push)
+        result = next((k for k, v in self._counts.items() if v != before.get(k)), "handled")
+        code = getattr(push, "code", None)
+        TELEMETRY.push(
+            str(push.kind),
+            result,
+            code=code if isinstance(code, int) else None,
+            duplicate=result == "duplicates",
+        )
+        return answer
 
     async def _dispatch(self, push: Push) -> _Answer:
         handler = self._handlers.get(push.kind)
