@@ -33,6 +33,14 @@ from ._exceptions import (
 )
 from ._journal import Journal, JournalEntry
 from ._models import Balance, SendResult, TemplateResult
+from ._products import (
+    InternationalSmsClient,
+    MarketingChunk,
+    MarketingResult,
+    MarketingSmsClient,
+    VoiceCodeClient,
+    VoiceNoticeClient,
+)
 from ._validation import Kind
 
 try:
@@ -59,6 +67,7 @@ __all__ = [
     "IdempotencyKeyReuseError",
     "IhuyiClient",
     "IhuyiError",
+    "InternationalSmsClient",
     "InvalidRequestError",
     "Journal",
     "JournalEntry",
@@ -66,6 +75,9 @@ __all__ = [
     "Kind",
     "LimiterUnavailableError",
     "LocalRateLimitError",
+    "MarketingChunk",
+    "MarketingResult",
+    "MarketingSmsClient",
     "Message",
     "Outcome",
     "ProtocolError",
@@ -78,6 +90,8 @@ __all__ = [
     "TemplateResult",
     "TransportError",
     "UnsupportedOperationError",
+    "VoiceCodeClient",
+    "VoiceNoticeClient",
     "__version__",
     "explain",
     "find_conflicts",

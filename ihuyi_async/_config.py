@@ -15,7 +15,7 @@ import random
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["DEFAULT_TIMEOUT", "FLAVOURS", "Flavour", "RetryPolicy"]
+__all__ = ["DEFAULT_TIMEOUT", "FLAVOURS", "PRODUCTS", "Flavour", "Product", "RetryPolicy"]
 
 FlavourName = Literal["legacy", "json"]
 DEFAULT_TIMEOUT = 10.0
@@ -61,6 +61,89 @@ FLAVOURS: dict[str, Flavour] = {
         max_content=500,
         templates=True,
         formats=("json",),
+    ),
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Product:
+    """Where one sibling product (fact sheet §7, §8) lives and what its answer calls the id.
+
+    :ivar env: prefix of the product's environment variables (``<env>_ACCOUNT``,
+        ``<env>_API_KEY``, ``<env>_BASE_URL``).
+    :ivar send_format: whether ``format=`` is sent (the ``.php`` paths; the ``.json``
+        paths answer JSON only).
+    """
+
+    name: str
+    env: str
+    default_base_url: str
+    submit_path: str
+    getnum_path: str
+    id_field: str
+    max_content: int
+    formats: tuple[str, ...]
+    send_format: bool
+
+
+#: The sibling products by name. Paths and ids from fact sheet §7; the voice code's id
+#: field (``smsid``) and the newer voice path's GetNum (``/vm/GetNum.json``) are guesses
+#: from the shared answer shape; the base URL of each is configurable.
+PRODUCTS: dict[str, Product] = {
+    "marketing": Product(
+        name="marketing",
+        env="IHUYI_MARKETING",
+        default_base_url="https://api.yx.ihuyi.com",
+        submit_path="/webservice/sms.php?method=Submit",
+        getnum_path="/webservice/sms.php?method=GetNum",
+        id_field="smsid",
+        max_content=300,
+        formats=("json", "xml"),
+        send_format=True,
+    ),
+    "international": Product(
+        name="international",
+        env="IHUYI_INTERNATIONAL",
+        default_base_url="https://api.isms.ihuyi.com",
+        submit_path="/webservice/isms.php?method=Submit",
+        getnum_path="/webservice/isms.php?method=GetNum",
+        id_field="ismsid",
+        max_content=300,
+        formats=("json", "xml"),
+        send_format=True,
+    ),
+    "voice-code": Product(
+        name="voice-code",
+        env="IHUYI_VOICE_CODE",
+        default_base_url="https://api.voice.ihuyi.com",
+        submit_path="/webservice/voice.php?method=Submit",
+        getnum_path="/webservice/voice.php?method=GetNum",
+        id_field="smsid",
+        max_content=6,
+        formats=("json", "xml"),
+        send_format=True,
+    ),
+    "voice-notice": Product(
+        name="voice-notice",
+        env="IHUYI_VOICE_NOTICE",
+        default_base_url="https://api.vm.ihuyi.com",
+        submit_path="/webservice/voice.php?method=Submit",
+        getnum_path="/webservice/voice.php?method=GetNum",
+        id_field="smsid",
+        max_content=300,
+        formats=("json", "xml"),
+        send_format=True,
+    ),
+    "voice-notice-json": Product(
+        name="voice-notice-json",
+        env="IHUYI_VOICE_NOTICE",
+        default_base_url="https://api.ihuyi.com",
+        submit_path="/vm/Submit.json",
+        getnum_path="/vm/GetNum.json",
+        id_field="voiceid",
+        max_content=500,
+        formats=("json",),
+        send_format=False,
     ),
 }
 

@@ -9,6 +9,10 @@ goes in the body. Fields, in the order the provider's documentation lists them:
 * AddTemplate: ``account, password (md5 of the key), content[, format]``.
 
 ``format`` is sent on the legacy flavour only; ``time`` with dynamic signing only.
+
+The sibling products (:class:`ProductForms`) send the same Submit with ``mobile``
+quoted (a marketing list is comma-joined, an international number holds a space) and
+their own fields after it: ``stime`` (marketing), ``templateid`` (voice notifications).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from urllib.parse import quote_plus
 
 from ._signing import Signer
 
-__all__ = ["Forms", "form_quote"]
+__all__ = ["Forms", "ProductForms", "form_quote"]
 
 
 class _QuotedChars(dict[str, str]):
@@ -97,3 +101,26 @@ class Forms:
 
     def __repr__(self) -> str:
         return f"Forms(account={self.account!r}, api_key=<hidden>)"
+
+
+class ProductForms(Forms):
+    """The forms of a sibling product (fact sheet §7): :class:`Forms` with ``mobile``
+    quoted and further fields (already encoded, e.g. ``&stime=...``) before ``format``.
+
+    The dynamic password covers ``mobile`` as sent, before quoting (§2).
+    """
+
+    __slots__ = ()
+
+    def submit(
+        self, mobile: str, content: str, ts: int, template_id: int | None = None, extra: str = ""
+    ) -> bytes:
+        quoted = form_quote(mobile)
+        if self._dynamic:
+            password = self._signer.submit(mobile, content, ts)
+            fields = f"{self._account}&password={password}&mobile={quoted}&content={form_quote(content)}&time={ts}"
+        else:
+            fields = f"{self._account}&password={self._plain}&mobile={quoted}&content={form_quote(content)}"
+        if template_id is not None:
+            fields += f"&templateid={template_id}"
+        return (fields + extra + self._format).encode()

@@ -64,6 +64,11 @@ class Emulator(ProviderModel):
     :param seed: seed of the probabilistic faults' random draws.
     :param flavours: the API flavours answered, ``"legacy"`` (``webservice/sms.php``)
         and ``"json"`` (``sms/*.json``); by default both.
+    :param products: APIID -> product for paths two products share: ``"marketing"``
+        (``webservice/sms.php`` as the marketing product: several numbers, ``stime``,
+        ``task_id`` receipts) or ``"voice-notice"`` (``webservice/voice.php`` as voice
+        notices, not codes). International SMS (``isms.php``) and the newer voice path
+        (``vm/*.json``) need no mapping.
     """
 
     def __init__(
@@ -88,6 +93,7 @@ class Emulator(ProviderModel):
         max_length_json: int = 500,
         seed: int | None = 0,
         flavours: Iterable[str] = ("legacy", "json"),
+        products: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(
             accounts,
@@ -100,6 +106,7 @@ class Emulator(ProviderModel):
             sensitive_words=sensitive_words,
             max_length_legacy=max_length_legacy,
             max_length_json=max_length_json,
+            products=products,
         )
         self.receipt_url = receipt_url
         self.reply_url = reply_url

@@ -34,7 +34,13 @@ __all__ = ["EmulatorTransport", "app", "prepare", "respond", "serve_call"]
 
 _NAMESPACE = "http://106.ihuyi.com/"
 _METHODS = {"submit": "Submit", "getnum": "GetNum", "addtemplate": "AddTemplate"}
-_JSON_PATHS = {"/sms/submit.json": "Submit", "/sms/getnum.json": "GetNum"}
+_JSON_PATHS = {
+    "/sms/submit.json": ("Submit", "sms"),
+    "/sms/getnum.json": ("GetNum", "sms"),
+    "/vm/submit.json": ("Submit", "voice-notice"),
+    "/vm/getnum.json": ("GetNum", "voice-notice"),
+}
+_LEGACY_PATHS = ("/webservice/sms.php", "/webservice/isms.php", "/webservice/voice.php")
 _MAX_BODY = 1 << 20
 
 
@@ -67,22 +73,34 @@ def prepare(
     lowered = path.lower()
     method: str | None = None
     flavour: Flavour | None = None
+    product = "sms"
     if http_method.upper() in ("GET", "POST"):
-        if lowered.endswith("/webservice/sms.php"):
-            flavour = "legacy"
+        legacy = next((p for p in _LEGACY_PATHS if lowered.endswith(p)), None)
+        if legacy is not None:
+            flavour, product = "legacy", _product_of(emulator, legacy, fields)
             method = _METHODS.get(fields.get("method", "").lower())
         else:
-            for suffix, name in _JSON_PATHS.items():
+            for suffix, (name, json_product) in _JSON_PATHS.items():
                 if lowered.endswith(suffix):
-                    flavour, method = "json", name
+                    flavour, method, product = "json", name, json_product
                     break
     if flavour is not None and flavour not in emulator.flavours:
         method = None
     fault = emulator.faults.pick(method) if method is not None else None
     return Call(
         http_method.upper(), path, method, flavour, fields, fault, decoded.charset,
-        decoded.undecodable,
+        decoded.undecodable, product,
     )
+
+
+def _product_of(emulator: Emulator, path: str, fields: Mapping[str, str]) -> str:
+    """The product a legacy path serves (``voice.php`` serves two: by the account's mapping)."""
+    if path == "/webservice/isms.php":
+        return "international"
+    if path == "/webservice/voice.php":
+        mapped = emulator.products.get(fields.get("account", "").strip())
+        return "voice-notice" if mapped == "voice-notice" else "voice-code"
+    return "sms"
 
 
 async def serve_call(emulator: Emulator, call: Call) -> _Answer | str:

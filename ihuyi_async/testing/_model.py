@@ -41,6 +41,18 @@ Where the provider's documents are silent the emulator guesses, and says so here
   as delivered (in template mode, the rendered template).
 * **smsid**: 20 digits, the 10-digit Unix time of the emulator's clock followed
   by a 10-digit serial (the real ones look like that).
+* **Products** (fact sheet §7): ``webservice/isms.php`` is international SMS
+  (``mobile`` ``"<cc> <number>"``, 86 refused with 406, answer id ``ismsid``);
+  ``webservice/voice.php`` is a voice code when the account is not mapped to
+  ``"voice-notice"`` in ``products`` (content 4-6 ASCII digits, else 4072), else a voice
+  notice; ``vm/Submit.json`` is a voice notice (``templateid`` + variables, landlines
+  accepted, answer ``voiceid``); ``webservice/sms.php`` is marketing for accounts mapped
+  to ``"marketing"`` (up to 1000 comma-separated numbers, one bad number refuses the
+  request with 406, ``stime`` kept on each message, receipts with ``task_id``). One
+  serial per request, one :class:`SentMessage` per number; billing per number (voice:
+  1 per call); per-number limits as for SMS, but one number over a limit refuses the
+  whole request, and marketing has no daily cap. An ``stime`` that does not parse
+  answers 0.
 """
 
 from __future__ import annotations
@@ -96,6 +108,43 @@ _DAY = 86400.0
 _CHINA_OFFSET = 8 * 3600.0
 _SIGNATURE = r"(?:【[^】]{2,30}】)?"
 _FAILED = {"Submit": {"smsid": "0"}, "GetNum": {"num": "0"}, "AddTemplate": {"templateid": "0"}}
+#: The id field of each product's accepted answer (fact sheet §7), by product and flavour.
+_ID_FIELDS = {("international", "legacy"): "ismsid", ("voice-notice", "json"): "voiceid"}
+_INTERNATIONAL = re.compile(r"([1-9][0-9]{0,3}) ([0-9]{4,14})")
+_LANDLINE = re.compile(r"0[1-9][0-9]{1,2}-?[0-9]{7,8}")
+_MAX_NUMBERS = 1000
+
+
+def _product_numbers(product: str, raw: str) -> tuple[int, list[str]]:
+    """The numbers of a product's ``mobile`` field, or 403 / 406.
+
+    Marketing: up to :data:`_MAX_NUMBERS` mainland numbers, comma-separated (one bad
+    number refuses the request: 406). International: ``"<country code> <number>"``, not
+    86. Voice notices: a mainland mobile or a landline (``010-12345678``). Voice codes:
+    a mainland mobile.
+    """
+    if not raw.strip():
+        return 403, []
+    if product == "marketing":
+        parts = raw.split(",")
+        if len(parts) > _MAX_NUMBERS:
+            return 406, []
+        numbers = []
+        for part in parts:
+            code, number = mobile_code(part)
+            if code:
+                return code, []
+            numbers.append(number)
+        return 0, numbers
+    if product == "international":
+        match = _INTERNATIONAL.fullmatch(raw.strip())
+        if match is None or match.group(1) == "86":
+            return 406, []
+        return 0, [raw.strip()]
+    code, number = mobile_code(raw)
+    if code and product == "voice-notice" and _LANDLINE.fullmatch(raw.strip()):
+        return 0, [raw.strip().replace("-", "")]
+    return (code, []) if code else (0, [number])
 
 Flavour = Literal["legacy", "json"]
 
@@ -140,6 +189,8 @@ class SentMessage:
     segments: int
     verification: bool
     flavour: Flavour
+    product: str = "sms"
+    scheduled: _dt.datetime | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -216,6 +267,7 @@ class Call:
     fault: Fault | None
     charset: str = "utf-8"
     undecodable: bool = False
+    product: str = "sms"
 
 
 class ProviderModel:
@@ -238,6 +290,7 @@ class ProviderModel:
         sensitive_words: Iterable[str] = (),
         max_length_legacy: int = 300,
         max_length_json: int = 500,
+        products: Mapping[str, str] | None = None,
     ) -> None:
         accounts = dict(DEFAULT_ACCOUNTS if accounts is None else accounts)
         if not accounts:
@@ -261,6 +314,9 @@ class ProviderModel:
         self.sensitive_words: tuple[str, ...] = tuple(sensitive_words)
         self.max_length_legacy = max_length_legacy
         self.max_length_json = max_length_json
+        #: APIID -> product, for the accounts ``webservice/sms.php`` serves as marketing
+        #: (``"marketing"``); the other products are told by their paths.
+        self.products: dict[str, str] = dict(products or {})
 
         self._lock = threading.Lock()
         self._messages: list[SentMessage] = []
@@ -559,6 +615,11 @@ class ProviderModel:
         if code:
             return code, failed
         account = fields["account"].strip()
+        product = call.product
+        if product == "sms" and self.products.get(account) == "marketing":
+            product = "marketing"
+        if product != "sms":
+            return self._submit_product(call, product, account)
         code, mobile = mobile_code(raw_mobile)
         if code:
             return code, failed
@@ -616,6 +677,81 @@ class ProviderModel:
         self._accepted(message)
         return 2, {"smsid": smsid}
 
+    def _submit_product(self, call: Call, product: str, account: str) -> tuple[int, dict[str, str]]:
+        """A sibling product's Submit (lock held; the caller is authenticated); the
+        guesses are listed in the module docs."""
+        fields = call.fields
+        id_field = _ID_FIELDS.get((product, call.flavour or "legacy"), "smsid")
+        failed = {id_field: "0"}
+        raw_mobile, content = fields.get("mobile", ""), fields.get("content", "")
+        code, numbers = _product_numbers(product, raw_mobile)
+        if code:
+            return code, failed
+        template_id: int | None = None
+        raw_template = fields.get("templateid", "").strip()
+        if product == "voice-code":
+            if not content.strip():
+                return 404, failed
+            if not (content.isascii() and content.isdigit() and 4 <= len(content) <= 6):
+                return 4072, failed
+            text = content
+        elif raw_template and product == "voice-notice":
+            if not content.strip():
+                return 404, failed
+            code, text = self._render_template(account, raw_template, content)
+            if code:
+                return code, failed
+            template_id = int(raw_template)
+        else:
+            max_length = self.max_length_json if call.flavour == "json" else self.max_length_legacy
+            code = content_code(content, max_length)
+            if code:
+                return code, failed
+            text = content
+        if any(word and word in text for word in self.sensitive_words):
+            return 407, failed
+        scheduled: _dt.datetime | None = None
+        raw_stime = fields.get("stime", "").strip()
+        if product == "marketing" and raw_stime:
+            try:
+                scheduled = _dt.datetime.strptime(raw_stime, "%Y-%m-%d %H:%M:%S").replace(tzinfo=CHINA_TZ)
+            except ValueError:
+                return 0, failed
+        if any(n in self.blacklist for n in numbers):
+            return 4030, failed
+        billed = 1 if product.startswith("voice") else segments(text)
+        entry = self._accounts[account]
+        if entry.balance < billed * len(numbers):
+            return 4051, failed
+        now = self.clock.time()
+        verification = product == "voice-code" or (product != "marketing" and is_verification(text))
+        daily = product != "marketing"
+        for number in numbers:  # the whole request is refused if one number is over a limit
+            code = self._check_limits(account, number, text, verification, now, daily=daily, commit=False)
+            if code:
+                return code, failed
+        for number in numbers:
+            self._check_limits(account, number, text, verification, now, daily=daily)
+        entry.balance -= billed * len(numbers)
+        serial = f"{int(now) % 10**10:010d}{next(self._serial) % 10**10:010d}"
+        for number in numbers:
+            message = SentMessage(
+                account=account,
+                mobile=number,
+                content=text,
+                smsid=serial,
+                time=_dt.datetime.fromtimestamp(now, CHINA_TZ),
+                template_id=template_id,
+                segments=billed,
+                verification=verification,
+                flavour=call.flavour or "legacy",
+                product=product,
+                scheduled=scheduled,
+            )
+            self._messages.append(message)
+            self._accepted(message)
+        return 2, {id_field: serial}
+
     def _render_template(self, account: str, raw_id: str, content: str) -> tuple[int, str]:
         try:
             template = self._templates.get(int(raw_id))
@@ -636,7 +772,15 @@ class ProviderModel:
         return (4072, "") if text is None else (0, text)
 
     def _check_limits(
-        self, account: str, mobile: str, text: str, verification: bool, now: float
+        self,
+        account: str,
+        mobile: str,
+        text: str,
+        verification: bool,
+        now: float,
+        *,
+        daily: bool = True,
+        commit: bool = True,
     ) -> int:
         limits = self.limits
         if limits is None:
@@ -663,8 +807,10 @@ class ProviderModel:
             and state.verifications >= limits.verification_per_day
         ):
             return 4085
-        if limits.per_day is not None and state.count >= limits.per_day:
+        if daily and limits.per_day is not None and state.count >= limits.per_day:
             return 4082
+        if not commit:
+            return 0
         recent.append(now)
         state.count += 1
         state.verifications += verification

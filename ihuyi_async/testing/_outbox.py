@@ -148,6 +148,23 @@ def template_review_form(
     return {"templateid": str(template_id), "code": str(code), "msg": msg}
 
 
+def _receipt_of(message: SentMessage, *, code: int, msg: str, report_time: datetime) -> dict[str, str]:
+    """A marketing message's receipt carries ``task_id``, every other one ``smsid`` (§5)."""
+    marketing = message.product == "marketing"
+    return receipt_form(
+        smsid=None if marketing else message.smsid,
+        task_id=message.smsid if marketing else None,
+        mobile=message.mobile,
+        code=code,
+        msg=msg,
+        report_time=report_time,
+    )
+
+
+def _serial(form: Mapping[str, str]) -> str:
+    return form.get("smsid") or form.get("task_id") or ""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PushAnswer:
     """What a receiver answered to a push.
@@ -349,10 +366,7 @@ class Outbox:
         url = self._settings.receipt_url
         if url is None:
             return
-        form = receipt_form(
-            smsid=message.smsid, mobile=message.mobile, code=2, msg="DELIVRD",
-            report_time=message.time,
-        )
+        form = _receipt_of(message, code=2, msg="DELIVRD", report_time=message.time)
         self._enqueue(PushRecord(kind="receipt", url=url, form=form))
 
     def queue_review(self, template_id: int, *, approved: bool, reason: str) -> None:
@@ -395,14 +409,14 @@ class Outbox:
             chosen = {m.smsid for m in targets}
             self._receipted.update(chosen)
             self._queue = [
-                p for p in self._queue if not (p.kind == "receipt" and p.form["smsid"] in chosen)
+                p for p in self._queue if not (p.kind == "receipt" and _serial(p.form) in chosen)
             ]
         records = [
             PushRecord(
                 kind="receipt",
                 url=url,
-                form=receipt_form(
-                    smsid=m.smsid, mobile=m.mobile, code=code, msg=msg, report_time=now
+                form=_receipt_of(
+                    m, code=code, msg=msg, report_time=now
                 ),
             )
             for m in targets
@@ -432,7 +446,7 @@ class Outbox:
         """Push everything queued (automatic receipts, template reviews) and wait for the outcome."""
         with self._lock:
             records, self._queue = self._queue, []
-            self._receipted.update(p.form["smsid"] for p in records if p.kind == "receipt")
+            self._receipted.update(_serial(p.form) for p in records if p.kind == "receipt")
         return await self._post_all(records)
 
     @asynccontextmanager

@@ -1,0 +1,634 @@
+"""The provider's other products: marketing SMS, international SMS, voice codes, voice notices.
+
+Owns :class:`MarketingSmsClient`, :class:`InternationalSmsClient`,
+:class:`VoiceCodeClient`, :class:`VoiceNoticeClient`, their results and their default
+limiter rules. Each is a :class:`~._core._BaseClient` (the same wire, retry loop,
+outcome rules, limiter settling and idempotency keys as :class:`~ihuyi_async.IhuyiClient`)
+with its own endpoint (:data:`~._config.PRODUCTS`), its own account and environment
+variables, its own local validation and the id field its answers carry (fact sheet §7).
+
+**Default limiter rules**, per product (pass ``limiter=Limiter(rules)`` to change them,
+``limiter=None`` to drop them):
+
+* marketing (:data:`MARKETING_RULES`): 1 message per second per number (4080; the
+  provider documents it per number, we guess it holds for every product) and identical
+  content 2 per minute / 20 per day per number (408; a promotion sent twice to one
+  number is nearly always a mistake, and the provider blacklists after 20). No daily
+  cap of 5: the provider documents that one for verification/notification SMS, and a
+  marketing account's caps are its own (configurable on the platform);
+* voice codes (:data:`VOICE_CODE_RULES`): the domestic SMS rules with every send a
+  verification (1/s, 5 per day, 5 codes per day, identical 2/min, 20/day): the
+  provider sells voice codes as the fallback of SMS codes, the same anti-bombing
+  reasons apply, and the issue asks for them (a guess: the voice product's own caps
+  are not published);
+* voice notices and international SMS (:data:`VOICE_NOTICE_RULES`,
+  :data:`INTERNATIONAL_RULES`): the domestic per-number rules without the verification
+  quota (a guess: the provider publishes none for these products).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+import httpx
+
+from ._backends import Backend
+from ._clock import Clock, SystemClock
+from ._codes import error_for
+from ._config import DEFAULT_TIMEOUT, MAX_RESPONSE_BYTES, PRODUCTS, Product, RetryPolicy
+from ._core import DEFAULT, _BaseClient, _Outgoing
+from ._exceptions import IhuyiError, InvalidRequestError
+from ._forms import ProductForms, form_quote
+from ._models import CST, SendResult
+from ._redact import mask_mobile
+from ._transport import CallProgress
+from ._validation import (
+    count_segments,
+    join_variables,
+    normalize_mobile,
+    validate_content,
+)
+from .idempotency._store import check_key
+from .limiter._rules import Rule, provider_rules
+
+if TYPE_CHECKING:
+    from .idempotency import KeyStore
+    from .limiter import Limiter
+    from .pushes import DeliveryReceipt
+
+__all__ = [
+    "INTERNATIONAL_RULES",
+    "MARKETING_RULES",
+    "OPT_OUT",
+    "VOICE_CODE_RULES",
+    "VOICE_NOTICE_RULES",
+    "InternationalSmsClient",
+    "MarketingChunk",
+    "MarketingResult",
+    "MarketingSmsClient",
+    "VoiceCodeClient",
+    "VoiceNoticeClient",
+]
+
+#: The opt-out text marketing messages end with by convention (fact sheet §7).
+OPT_OUT = "退订回T"
+
+MARKETING_RULES: tuple[Rule, ...] = provider_rules(per_day=None, verification_per_day=None)
+VOICE_CODE_RULES: tuple[Rule, ...] = provider_rules()
+VOICE_NOTICE_RULES: tuple[Rule, ...] = provider_rules(verification_per_day=None)
+INTERNATIONAL_RULES: tuple[Rule, ...] = provider_rules(verification_per_day=None)
+
+
+class _ProductClient(_BaseClient):
+    """Construction shared by the product clients (see :class:`MarketingSmsClient`)."""
+
+    _product: Product
+    _default_rules: tuple[Rule, ...]
+
+    def __init__(
+        self,
+        account: str | None = None,
+        api_key: str | None = None,
+        *,
+        base_url: str | None = None,
+        response_format: Literal["json", "xml"] = "json",
+        signing: Literal["dynamic", "plain"] = "dynamic",
+        timeout: float | httpx.Timeout | None = DEFAULT_TIMEOUT,
+        deadline: float | None = DEFAULT,
+        limits: httpx.Limits | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        backend: Backend | None = None,
+        clock: Clock | None = None,
+        limiter: Limiter | None = DEFAULT,
+        signature: str | None = None,
+        retry: RetryPolicy | None = None,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
+        idempotency: KeyStore | None = None,
+        idempotency_wait: bool = True,
+    ) -> None:
+        product, env = self._product, os.environ
+        account = account if account is not None else env.get(f"{product.env}_ACCOUNT")
+        api_key = api_key if api_key is not None else env.get(f"{product.env}_API_KEY")
+        if backend is None:
+            own = transport is None and http_client is None
+            backend = (env.get("IHUYI_BACKEND") or "httpx") if own else "httpx"  # type: ignore[assignment]
+        if not isinstance(account, str) or not account.strip():
+            raise ValueError(f"no account: pass account= or set {product.env}_ACCOUNT")
+        if not isinstance(api_key, str) or not api_key.strip():
+            raise ValueError(f"no api_key: pass api_key= or set {product.env}_API_KEY")
+        if response_format not in ("json", "xml"):
+            raise ValueError(f"response_format must be 'json' or 'xml', not {response_format!r}")
+        if response_format not in product.formats:
+            raise ValueError(f"{type(self).__name__} on this path answers only {product.formats}")
+        if signing not in ("dynamic", "plain"):
+            raise ValueError(f"signing must be 'dynamic' or 'plain', not {signing!r}")
+        if max_response_bytes < 256:
+            raise ValueError("max_response_bytes must be at least 256")
+        if base_url is None:
+            base_url = env.get(f"{product.env}_BASE_URL") or product.default_base_url
+        self._base_url = self._check_base_url(base_url)
+        self._format = response_format
+        self._forms = self._pforms = ProductForms(
+            account,
+            api_key,
+            signing=signing,
+            response_format=response_format,
+            send_format=product.send_format,
+        )
+        self._clock = clock if clock is not None else SystemClock()
+        self._retry = retry if retry is not None else RetryPolicy()
+        self._signature = signature or ""
+        self._backend = backend or "httpx"
+        self._id_field = product.id_field
+        self._setup_limiter(limiter, self._default_rules)
+        self._submit_url = self._base_url + product.submit_path
+        self._getnum_url = self._base_url + product.getnum_path
+        self._setup_wire(
+            timeout=timeout,
+            deadline=deadline,
+            limits=limits,
+            transport=transport,
+            http_client=http_client,
+            max_response_bytes=max_response_bytes,
+            idempotency=idempotency,
+            idempotency_wait=idempotency_wait,
+        )
+
+    def _submit_body(self, out: _Outgoing, ts: int) -> bytes:
+        return self._pforms.submit(out.number, out.text, ts, out.template_id, out.extra)
+
+    @property
+    def product(self) -> str:
+        """The product's name (``"marketing"``, ``"international"``, ``"voice-code"``, ...)."""
+        return self._product.name
+
+    def __repr__(self) -> str:
+        forms = getattr(self, "_forms", None)
+        if forms is None:
+            return f"{type(self).__name__}(<not initialised>)"
+        state = "closed" if getattr(self, "_closed", False) else "open"
+        return (
+            f"{type(self).__name__}(account={forms.account!r}, base_url={self._base_url!r}, "
+            f"backend={self._backend!r}, {state})"
+        )
+
+    async def _send_one(self, out: _Outgoing, idempotency_key: str | None) -> SendResult:
+        key = None if idempotency_key is None else check_key(idempotency_key)
+        if key is None:
+            return await self._submit(out, None, CallProgress())
+        return await self._send_keyed(
+            key,
+            (out.number, out.kind, out.template_id, out.text),
+            lambda progress: self._submit(out, None, progress),
+        )
+
+
+# --------------------------------------------------------------------------- marketing
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MarketingChunk:
+    """One request of a marketing send: its numbers and their common outcome.
+
+    :ivar mobiles: the numbers of this request (masked in the repr).
+    :ivar task_id: the answer's serial (``task_id`` in this send's receipts) when
+        accepted, else ``None``.
+    :ivar error: why it was not accepted: an :class:`~ihuyi_async.ApiError` (refused,
+        not sent), a :class:`~ihuyi_async.TransportError` (not sent) or a
+        :class:`~ihuyi_async.DeliveryUnknownError` (unknown **for every number in it**).
+    :ivar sent_at: when the request was made (UTC+8), ``None`` when it was not made.
+    """
+
+    mobiles: tuple[str, ...] = field(repr=False)
+    task_id: str | None
+    error: IhuyiError | None = None
+    segments: int
+    sent_at: _dt.datetime | None = None
+    message: str = ""
+
+    @property
+    def accepted(self) -> bool:
+        return self.task_id is not None
+
+    @property
+    def unknown(self) -> bool:
+        from ._exceptions import DeliveryUnknownError
+
+        return isinstance(self.error, DeliveryUnknownError)
+
+    def __repr__(self) -> str:
+        shown = ", ".join(mask_mobile(m) for m in self.mobiles[:3])
+        more = f", … {len(self.mobiles)} numbers" if len(self.mobiles) > 3 else ""
+        outcome = f"task_id={self.task_id!r}" if self.task_id else f"error={self.error!r}"
+        return f"MarketingChunk({outcome}, mobiles=[{shown}{more}])"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MarketingResult:
+    """The outcome of :meth:`MarketingSmsClient.send`: one :class:`MarketingChunk` per request.
+
+    :ivar scheduled_at: the scheduled time sent as ``stime`` (UTC+8), or ``None``.
+    """
+
+    chunks: tuple[MarketingChunk, ...]
+    content: str = field(repr=False)
+    scheduled_at: _dt.datetime | None = None
+
+    @property
+    def accepted(self) -> bool:
+        """Every chunk was accepted."""
+        return all(chunk.accepted for chunk in self.chunks)
+
+    @property
+    def task_ids(self) -> tuple[str, ...]:
+        return tuple(chunk.task_id for chunk in self.chunks if chunk.task_id is not None)
+
+    def chunk_of(self, mobile: str) -> MarketingChunk | None:
+        """The chunk that carried ``mobile`` (any form :meth:`send` accepts)."""
+        number = normalize_mobile(mobile)
+        return next((c for c in self.chunks if number in c.mobiles), None)
+
+    def match(self, receipt: DeliveryReceipt) -> MarketingChunk | None:
+        """The chunk a marketing :class:`~ihuyi_async.pushes.DeliveryReceipt` is about: its
+        ``task_id`` is the chunk's, and its number one of the chunk's (``None``: not this send)."""
+        if receipt.task_id is None:
+            return None
+        for chunk in self.chunks:
+            if chunk.task_id == receipt.task_id:
+                number = receipt.mobile.strip()
+                try:
+                    number = normalize_mobile(number)
+                except (InvalidRequestError, TypeError):
+                    return None
+                return chunk if number in chunk.mobiles else None
+        return None
+
+
+class MarketingSmsClient(_ProductClient):
+    """Client of the marketing (bulk) SMS product: ``api.yx.ihuyi.com/webservice/sms.php``.
+
+    Constructed like :class:`~ihuyi_async.IhuyiClient` (same parameters, minus the
+    flavour and templates); account and key default to ``$IHUYI_MARKETING_ACCOUNT`` and
+    ``$IHUYI_MARKETING_API_KEY``, the base URL to ``$IHUYI_MARKETING_BASE_URL``. The
+    limiter defaults to :data:`MARKETING_RULES`.
+
+    :param chunk_size: most numbers per request (default 500, *a guess*: the provider
+        publishes no maximum; lower it if it refuses long lists).
+    :param opt_out: append :data:`OPT_OUT` (``退订回T``) to content that does not
+        contain it (default ``True``).
+
+    .. versionadded:: 0.2.0
+    """
+
+    _product = PRODUCTS["marketing"]
+    _default_rules = MARKETING_RULES
+
+    def __init__(
+        self,
+        account: str | None = None,
+        api_key: str | None = None,
+        *,
+        chunk_size: int = 500,
+        opt_out: bool = True,
+        **options: object,
+    ) -> None:
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+            raise ValueError(f"chunk_size must be an int >= 1, not {chunk_size!r}")
+        self._chunk_size = chunk_size
+        self._opt_out = bool(opt_out)
+        super().__init__(account, api_key, **options)  # type: ignore[arg-type]
+
+    async def send(
+        self,
+        mobiles: Iterable[str] | str,
+        content: str,
+        *,
+        at: _dt.datetime | None = None,
+    ) -> MarketingResult:
+        """Send ``content`` to every number of ``mobiles``, ``chunk_size`` numbers per request.
+
+        Chunks go one after another; one chunk's failure does not stop the others, and
+        each chunk's outcome (accepted with its ``task_id``, refused, not sent, or
+        unknown for all its numbers) is in the result. Numbers given twice are sent once.
+
+        :param mobiles: mainland numbers (a list, or one string with commas).
+        :param at: a scheduled send: an aware datetime in the future, sent as ``stime``
+            in China time (``YYYY-MM-DD HH:MM:SS``).
+        :raises InvalidRequestError: no numbers (403), or an invalid one (406, naming
+            its position); blank content (404). No request made.
+        :raises ContentRejectedError: emoji or too long (after the opt-out text).
+        :raises ValueError: ``at`` is naive or not in the future. No request made.
+        :raises LocalRateLimitError: a number's limiter rule refused; nothing sent for
+            that chunk's numbers (it is raised, the other chunks are not sent).
+        """
+        self._enter()
+        numbers = _marketing_numbers(mobiles)
+        if self._opt_out and OPT_OUT not in content:
+            content = content + OPT_OUT if isinstance(content, str) else content
+        validate_content(content, max_length=self._product.max_content)
+        extra, scheduled = "", None
+        if at is not None:
+            scheduled = self._check_schedule(at)
+            extra = "&stime=" + form_quote(scheduled.strftime("%Y-%m-%d %H:%M:%S"))
+        segments = count_segments(content, self._signature)
+        chunks: list[MarketingChunk] = []
+        size = self._chunk_size
+        for start in range(0, len(numbers), size):
+            part = tuple(numbers[start : start + size])
+            chunks.append(await self._send_chunk(part, content, segments, extra))
+        return MarketingResult(chunks=tuple(chunks), content=content, scheduled_at=scheduled)
+
+    def _check_schedule(self, at: _dt.datetime) -> _dt.datetime:
+        if not isinstance(at, _dt.datetime):
+            raise TypeError(f"at must be a datetime, not {type(at).__name__}")
+        if at.tzinfo is None or at.utcoffset() is None:
+            raise ValueError("at must be an aware datetime (with a time zone), not a naive one")
+        now = _dt.datetime.fromtimestamp(self._clock.time(), CST)
+        if at <= now:
+            raise ValueError(f"at is in the past ({at.isoformat()}; now {now.isoformat()})")
+        return at.astimezone(CST)
+
+    async def _send_chunk(
+        self, part: tuple[str, ...], content: str, segments: int, extra: str
+    ) -> MarketingChunk:
+        from ._exceptions import ApiError, DeliveryUnknownError, LocalRateLimitError, TransportError
+
+        out = _Outgoing(",".join(part), content, content, segments, None, numbers=part, extra=extra)
+        try:
+            result = await self._submit(out, None, CallProgress())
+        except LocalRateLimitError:
+            raise
+        except (ApiError, TransportError, DeliveryUnknownError) as exc:
+            sent_at = exc.sent_at if isinstance(exc, DeliveryUnknownError) else None
+            return MarketingChunk(
+                mobiles=part, task_id=None, error=exc, segments=segments, sent_at=sent_at
+            )
+        return MarketingChunk(
+            mobiles=part,
+            task_id=result.smsid,
+            segments=segments,
+            sent_at=result.sent_at,
+            message=result.message,
+        )
+
+
+def _marketing_numbers(mobiles: Iterable[str] | str) -> list[str]:
+    """The normalised numbers, in order, each once; the first bad one named by position."""
+    items: Sequence[str] | Iterable[str] = (
+        mobiles.split(",") if isinstance(mobiles, str) else mobiles
+    )
+    numbers: list[str] = []
+    seen: set[str] = set()
+    for index, raw in enumerate(items):
+        try:
+            number = normalize_mobile(raw)
+        except InvalidRequestError as exc:
+            shown = mask_mobile(str(raw).strip())
+            raise error_for(
+                exc.code,
+                f"{exc.message} (number {index + 1} of the list: {shown!r})",
+                local=True,
+                mobile=str(raw).strip(),
+            ) from None
+        if number not in seen:
+            seen.add(number)
+            numbers.append(number)
+    if not numbers:
+        raise error_for(403, "手机号码为空 (no numbers given)", local=True)
+    return numbers
+
+
+# --------------------------------------------------------------------------- international
+
+
+def _international_number(mobile: str) -> str:
+    """``+85251234567`` or ``852 51234567`` -> ``"852 51234567"``, validated by ``phonenumbers``.
+
+    :raises InvalidRequestError: 403 blank; 406 not a valid number, or a mainland one.
+    """
+    if not isinstance(mobile, str):
+        raise TypeError(f"mobile must be a str, not {type(mobile).__name__}")
+    text = mobile.strip()
+    if not text:
+        raise error_for(403, local=True)
+    try:
+        import phonenumbers
+    except ImportError as exc:  # pragma: no cover - the extra is installed in tests
+        raise ImportError(
+            "InternationalSmsClient needs the 'international' extra: "
+            "pip install 'ihuyi-async[international]'"
+        ) from exc
+    candidate = text if text.startswith("+") else "+" + text.lstrip("0")
+    try:
+        parsed = phonenumbers.parse(candidate, None)
+    except phonenumbers.NumberParseException:
+        raise error_for(
+            406, f"not an international number: {mask_mobile(text)!r}", local=True, mobile=text
+        ) from None
+    if parsed.country_code == 86:
+        raise error_for(
+            406,
+            "a mainland China number: send it with IhuyiClient, not InternationalSmsClient",
+            local=True,
+            mobile=text,
+        )
+    if not phonenumbers.is_valid_number(parsed):
+        raise error_for(
+            406,
+            f"not a valid number of +{parsed.country_code}: {mask_mobile(text)!r}",
+            local=True,
+            mobile=text,
+        )
+    return f"{parsed.country_code} {phonenumbers.national_significant_number(parsed)}"
+
+
+class InternationalSmsClient(_ProductClient):
+    """Client of the international SMS product: ``api.isms.ihuyi.com/webservice/isms.php``.
+
+    Numbers are given as E.164 (``+85251234567``) or as ``852 51234567``, validated and
+    normalised with ``phonenumbers`` (extra ``international``) and sent as
+    ``"<country code> <number>"``; the answer's id is ``ismsid`` (returned as
+    :attr:`SendResult.smsid`). Environment: ``$IHUYI_INTERNATIONAL_ACCOUNT``,
+    ``$IHUYI_INTERNATIONAL_API_KEY``, ``$IHUYI_INTERNATIONAL_BASE_URL``. Limiter:
+    :data:`INTERNATIONAL_RULES`.
+
+    .. versionadded:: 0.2.0
+    """
+
+    _product = PRODUCTS["international"]
+    _default_rules = INTERNATIONAL_RULES
+
+    async def send(
+        self, mobile: str, content: str, *, idempotency_key: str | None = None
+    ) -> SendResult:
+        """Send one message to one international number.
+
+        :raises InvalidRequestError: the number does not parse, is not valid, or is a
+            mainland number (406, use :class:`~ihuyi_async.IhuyiClient`); blank content.
+        :raises ContentRejectedError: emoji or too long.
+        :raises ApiError: refused by the provider; :raises TransportError: not sent;
+        :raises DeliveryUnknownError: it may have been sent.
+        """
+        self._enter()
+        number = _international_number(mobile)
+        validate_content(content, max_length=self._product.max_content, mobile=number)
+        out = _Outgoing(number, content, content, count_segments(content, self._signature), None)
+        return await self._send_one(out, idempotency_key)
+
+
+# --------------------------------------------------------------------------- voice
+
+
+class VoiceCodeClient(_ProductClient):
+    """Client of the voice verification code product: ``api.voice.ihuyi.com/webservice/voice.php``.
+
+    The content is the code itself, read out by a call: ASCII digits, 4 to 6 by default
+    (``code_length``). Every send counts as ``kind="verification"`` for the limiter
+    (:data:`VOICE_CODE_RULES`). The answer's id field is ``smsid`` (*a guess*: the
+    fact sheet names no other). Environment: ``$IHUYI_VOICE_CODE_ACCOUNT``,
+    ``$IHUYI_VOICE_CODE_API_KEY``, ``$IHUYI_VOICE_CODE_BASE_URL``.
+
+    :param code_length: ``(shortest, longest)`` code accepted (default ``(4, 6)``).
+
+    .. versionadded:: 0.2.0
+    """
+
+    _product = PRODUCTS["voice-code"]
+    _default_rules = VOICE_CODE_RULES
+
+    def __init__(
+        self,
+        account: str | None = None,
+        api_key: str | None = None,
+        *,
+        code_length: tuple[int, int] = (4, 6),
+        **options: object,
+    ) -> None:
+        low, high = code_length
+        if not (isinstance(low, int) and isinstance(high, int) and 1 <= low <= high <= 20):
+            raise ValueError(
+                f"code_length must be (shortest, longest) with 1 <= shortest <= longest, not {code_length!r}"
+            )
+        self._code_length = (low, high)
+        super().__init__(account, api_key, **options)  # type: ignore[arg-type]
+
+    async def send(
+        self, mobile: str, code: str | int, *, idempotency_key: str | None = None
+    ) -> SendResult:
+        """Call ``mobile`` and read ``code`` out.
+
+        :raises ValueError: ``code`` is not 4-6 ASCII digits (``code_length``). No request.
+        :raises InvalidRequestError: not a mainland mobile number (406).
+        """
+        self._enter()
+        text = str(code) if isinstance(code, int) and not isinstance(code, bool) else code
+        if not isinstance(text, str):
+            raise TypeError(f"code must be a str of digits, not {type(code).__name__}")
+        low, high = self._code_length
+        if not (text.isascii() and text.isdigit() and low <= len(text) <= high):
+            raise ValueError(
+                f"a voice code must be {low} to {high} ASCII digits, not {len(text)} characters"
+            )
+        number = normalize_mobile(mobile)
+        out = _Outgoing(number, text, text, 1, "verification")
+        return await self._send_one(out, idempotency_key)
+
+
+def _landline_or_mobile(mobile: str) -> str:
+    """A mainland mobile (normalised) or a landline ``0AA(A)-NNNNNNN(N)`` (digits kept)."""
+    if not isinstance(mobile, str):
+        raise TypeError(f"mobile must be a str, not {type(mobile).__name__}")
+    text = mobile.strip()
+    if not text:
+        raise error_for(403, local=True)
+    try:
+        return normalize_mobile(text)
+    except InvalidRequestError:
+        pass
+    digits = text.replace("-", "").replace(" ", "")
+    if not (
+        digits.isascii()
+        and digits.isdigit()
+        and digits[:1] == "0"
+        and 10 <= len(digits) <= 12
+        and digits[1:2] != "0"
+    ):
+        raise error_for(
+            406,
+            f"neither a mainland mobile nor a landline (0AA-NNNNNNNN): {mask_mobile(text)!r}",
+            local=True,
+            mobile=text,
+        )
+    return digits
+
+
+class VoiceNoticeClient(_ProductClient):
+    """Client of the voice notification product.
+
+    Two paths (``flavour``): ``"legacy"`` (``api.vm.ihuyi.com/webservice/voice.php``,
+    default), where ``send`` takes the full content of an approved template; and
+    ``"json"`` (``api.ihuyi.com/vm/Submit.json``), where ``send_template`` takes a
+    ``templateid`` and its variables and the answer's id is ``voiceid``. Mainland
+    mobiles and landlines (``010-12345678``) are accepted. Environment:
+    ``$IHUYI_VOICE_NOTICE_ACCOUNT``, ``$IHUYI_VOICE_NOTICE_API_KEY``,
+    ``$IHUYI_VOICE_NOTICE_BASE_URL``. Limiter: :data:`VOICE_NOTICE_RULES`.
+
+    .. versionadded:: 0.2.0
+    """
+
+    _product = PRODUCTS["voice-notice"]
+    _default_rules = VOICE_NOTICE_RULES
+
+    def __init__(
+        self,
+        account: str | None = None,
+        api_key: str | None = None,
+        *,
+        flavour: Literal["legacy", "json"] = "legacy",
+        **options: object,
+    ) -> None:
+        if flavour not in ("legacy", "json"):
+            raise ValueError(f"flavour must be 'legacy' or 'json', not {flavour!r}")
+        self._product = PRODUCTS["voice-notice-json" if flavour == "json" else "voice-notice"]
+        super().__init__(account, api_key, **options)  # type: ignore[arg-type]
+
+    async def send(
+        self, mobile: str, content: str, *, idempotency_key: str | None = None
+    ) -> SendResult:
+        """Call ``mobile`` and read ``content`` (an approved template's full text; legacy path)."""
+        self._enter()
+        number = _landline_or_mobile(mobile)
+        validate_content(content, max_length=self._product.max_content, mobile=number)
+        return await self._send_one(_Outgoing(number, content, content, 1, None), idempotency_key)
+
+    async def send_template(
+        self,
+        mobile: str,
+        *,
+        template_id: int,
+        variables: Sequence[str | int],
+        idempotency_key: str | None = None,
+    ) -> SendResult:
+        """Call ``mobile`` with an approved template and its variables (``json`` flavour).
+
+        :raises UnsupportedOperationError: on the legacy path.
+        """
+        from ._exceptions import UnsupportedOperationError
+
+        self._enter()
+        if self._product.name != "voice-notice-json":
+            raise UnsupportedOperationError(
+                "template sends go through vm/Submit.json: use VoiceNoticeClient(flavour='json')"
+            )
+        if isinstance(template_id, bool) or not isinstance(template_id, int) or template_id <= 0:
+            raise ValueError(f"template_id must be a positive int, not {template_id!r}")
+        number = _landline_or_mobile(mobile)
+        wire = join_variables(variables)
+        validate_content(wire, max_length=self._product.max_content, mobile=number)
+        out = _Outgoing(number, wire, f"#{template_id}:{wire}", 1, None, template_id)
+        return await self._send_one(out, idempotency_key)

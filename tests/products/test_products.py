@@ -1,0 +1,444 @@
+"""The product clients (#17): exact requests, answers in JSON and XML, local validation,
+end to end against the emulator (in-process and over loopback), marketing receipts."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+from urllib.parse import parse_qsl
+
+import httpx
+import pytest
+
+import ihuyi_async as ih
+from ihuyi_async import (
+    FakeClock,
+    InternationalSmsClient,
+    MarketingSmsClient,
+    VoiceCodeClient,
+    VoiceNoticeClient,
+)
+from ihuyi_async._transport import CallProgress
+from ihuyi_async.pushes import parse_push
+from ihuyi_async.testing import Emulator, EmulatorServer
+
+pytestmark = pytest.mark.anyio
+
+ACCOUNT, KEY = "APIID", "APIKEY"
+START = 1_700_000_000.0
+CST = _dt.timezone(_dt.timedelta(hours=8))
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def md5(text: str) -> str:
+    return hashlib.md5(text.encode()).hexdigest()
+
+
+class Recorder:
+    """A mock provider answering ``body`` and keeping every request."""
+
+    def __init__(
+        self, body: bytes = b'{"code":2,"msg":"ok","smsid":"12345678901234567890"}'
+    ) -> None:
+        self.body = body
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        return httpx.Response(200, content=self.body)
+
+    def fields(self, index: int = -1) -> dict[str, str]:
+        return dict(parse_qsl(self.requests[index].content.decode(), keep_blank_values=True))
+
+
+def build(cls: type[Any], recorder: Recorder, **kwargs: Any) -> Any:
+    kwargs.setdefault("clock", FakeClock(START))
+    kwargs.setdefault("limiter", None)
+    return cls(ACCOUNT, KEY, transport=httpx.MockTransport(recorder), **kwargs)
+
+
+# ----------------------------------------------------------------- exact requests
+
+
+async def test_marketing_request_fields_path_and_signature() -> None:
+    rec = Recorder()
+    async with build(MarketingSmsClient, rec) as client:
+        at = _dt.datetime(2023, 11, 15, 12, 0, 0, tzinfo=_dt.timezone.utc)  # 20:00 in UTC+8
+        result = await client.send(["13800138000", "+8613900139000"], "新品上市", at=at)
+    request = rec.requests[0]
+    assert str(request.url) == "https://api.yx.ihuyi.com/webservice/sms.php?method=Submit"
+    fields = rec.fields()
+    assert fields["mobile"] == "13800138000,13900139000"
+    assert fields["content"] == "新品上市退订回T"
+    assert fields["time"] == str(int(START))
+    assert fields["stime"] == "2023-11-15 20:00:00"
+    assert fields["format"] == "json"
+    assert fields["password"] == md5(
+        f"{ACCOUNT}{KEY}13800138000,13900139000新品上市退订回T{int(START)}"
+    )
+    assert b"mobile=13800138000%2C13900139000" in request.content
+    assert result.task_ids == ("12345678901234567890",)
+    assert result.chunks[0].mobiles == ("13800138000", "13900139000")
+
+
+async def test_marketing_opt_out_not_doubled_and_can_be_off() -> None:
+    rec = Recorder()
+    async with build(MarketingSmsClient, rec) as client:
+        await client.send("13800138000", "促销，退订回T")
+    async with build(MarketingSmsClient, rec, opt_out=False) as client:
+        await client.send("13800138000", "促销")
+    assert rec.fields(0)["content"] == "促销，退订回T"
+    assert rec.fields(1)["content"] == "促销"
+
+
+async def test_marketing_chunks_and_per_chunk_outcomes() -> None:
+    answers = iter(
+        [
+            b'{"code":2,"msg":"ok","smsid":"11111111111111111111"}',
+            b'{"code":4051,"msg":"balance","smsid":"0"}',
+            b"<html>502</html>",
+        ]
+    )
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(dict(parse_qsl(request.content.decode()))["mobile"])
+        return httpx.Response(200, content=next(answers))
+
+    numbers = [f"1380013800{i}" for i in range(5)]
+    client = MarketingSmsClient(
+        ACCOUNT,
+        KEY,
+        chunk_size=2,
+        transport=httpx.MockTransport(handler),
+        limiter=None,
+        clock=FakeClock(START),
+    )
+    async with client:
+        result = await client.send(numbers, "hi")
+    assert seen == ["13800138000,13800138001", "13800138002,13800138003", "13800138004"]
+    first, second, third = result.chunks
+    assert first.task_id == "11111111111111111111" and first.accepted
+    assert isinstance(second.error, ih.AccountError) and second.error.code == 4051
+    assert third.unknown and isinstance(third.error, ih.DeliveryUnknownError)
+    assert not result.accepted
+    assert result.chunk_of("13800138004") is third
+
+
+async def test_international_request_and_ismsid() -> None:
+    rec = Recorder(b'{"code":2,"msg":"ok","ismsid":"98765432109876543210"}')
+    async with build(InternationalSmsClient, rec) as client:
+        result = await client.send("+85251234567", "Hello")
+        await client.send("852 51234567", "Hello again")
+    assert (
+        str(rec.requests[0].url) == "https://api.isms.ihuyi.com/webservice/isms.php?method=Submit"
+    )
+    assert rec.fields(0)["mobile"] == "852 51234567" == rec.fields(1)["mobile"]
+    assert b"mobile=852+51234567" in rec.requests[0].content
+    assert rec.fields(0)["password"] == md5(f"{ACCOUNT}{KEY}852 51234567Hello{int(START)}")
+    assert result.smsid == "98765432109876543210"
+
+
+async def test_voice_code_request() -> None:
+    rec = Recorder()
+    async with build(VoiceCodeClient, rec) as client:
+        result = await client.send("13800138000", "4821")
+    assert (
+        str(rec.requests[0].url) == "https://api.voice.ihuyi.com/webservice/voice.php?method=Submit"
+    )
+    fields = rec.fields()
+    assert fields["content"] == "4821" and fields["mobile"] == "13800138000"
+    assert fields["password"] == md5(f"{ACCOUNT}{KEY}138001380004821{int(START)}")
+    assert result.smsid == "12345678901234567890"
+
+
+async def test_voice_notice_both_paths() -> None:
+    rec = Recorder()
+    async with build(VoiceNoticeClient, rec) as client:
+        await client.send("010-12345678", "您的订单已发货")
+    assert str(rec.requests[0].url) == "https://api.vm.ihuyi.com/webservice/voice.php?method=Submit"
+    assert rec.fields(0)["mobile"] == "01012345678"
+    rec2 = Recorder(b'{"code":2,"msg":"ok","voiceid":"55555555555555555555"}')
+    async with build(VoiceNoticeClient, rec2, flavour="json") as client:
+        result = await client.send_template("13800138000", template_id=7, variables=["A1", 3])
+    assert str(rec2.requests[0].url) == "https://api.ihuyi.com/vm/Submit.json"
+    fields = rec2.fields()
+    assert fields["templateid"] == "7" and fields["content"] == "A1|3" and "format" not in fields
+    assert fields["password"] == md5(f"{ACCOUNT}{KEY}13800138000A1|3{int(START)}")
+    assert result.smsid == "55555555555555555555"
+
+
+async def test_balance_on_each_product_path() -> None:
+    rec = Recorder(b'{"code":2,"msg":"ok","num":42}')
+    paths = {
+        MarketingSmsClient: "https://api.yx.ihuyi.com/webservice/sms.php?method=GetNum",
+        InternationalSmsClient: "https://api.isms.ihuyi.com/webservice/isms.php?method=GetNum",
+        VoiceCodeClient: "https://api.voice.ihuyi.com/webservice/voice.php?method=GetNum",
+        VoiceNoticeClient: "https://api.vm.ihuyi.com/webservice/voice.php?method=GetNum",
+    }
+    for cls, url in paths.items():
+        async with build(cls, rec) as client:
+            assert (await client.balance()).num == 42
+        assert str(rec.requests[-1].url) == url
+        assert rec.fields()["password"] == md5(f"{ACCOUNT}{KEY}{int(START)}")
+
+
+# ----------------------------------------------------------------- answers, JSON and XML
+
+
+@pytest.mark.parametrize(
+    ("cls", "field"),
+    [(InternationalSmsClient, "ismsid"), (VoiceCodeClient, "smsid"), (MarketingSmsClient, "smsid")],
+)
+async def test_xml_answers_success_and_error(cls: type[Any], field: str) -> None:
+    ok = (
+        '<?xml version="1.0" encoding="utf-8"?><SubmitResult xmlns="http://106.ihuyi.com/">'
+        f"<code>2</code><msg>提交成功</msg><{field}>12345678901234567890</{field}></SubmitResult>"
+    ).encode()
+    bad = b"<SubmitResult><code>4030</code><msg>blacklisted</msg><smsid>0</smsid></SubmitResult>"
+    args = {
+        InternationalSmsClient: ("+85251234567", "hi"),
+        VoiceCodeClient: ("13800138000", "1234"),
+        MarketingSmsClient: ("13800138000", "hi"),
+    }[cls]
+    rec = Recorder(ok)
+    async with build(cls, rec, response_format="xml") as client:
+        result = await client.send(*args)
+        ident = result.task_ids[0] if cls is MarketingSmsClient else result.smsid
+        assert ident == "12345678901234567890"
+        assert rec.fields()["format"] == "xml"
+        rec.body = bad
+        if cls is MarketingSmsClient:
+            outcome = await client.send(*args)
+            assert (
+                isinstance(outcome.chunks[0].error, ih.ApiError)
+                and outcome.chunks[0].error.code == 4030
+            )
+        else:
+            with pytest.raises(ih.ApiError) as caught:
+                await client.send(*args)
+            assert caught.value.code == 4030
+
+
+async def test_wrong_id_field_is_unknown_not_accepted() -> None:
+    rec = Recorder(b'{"code":2,"msg":"ok","smsid":"12345678901234567890"}')  # no ismsid
+    async with build(InternationalSmsClient, rec) as client:
+        with pytest.raises(ih.DeliveryUnknownError):
+            await client.send("+85251234567", "hi")
+
+
+# ----------------------------------------------------------------- validation, no request
+
+
+@pytest.mark.parametrize(
+    ("cls", "call", "error"),
+    [
+        (MarketingSmsClient, lambda c: c.send([], "hi"), ih.InvalidRequestError),
+        (
+            MarketingSmsClient,
+            lambda c: c.send(["13800138000", "12345"], "hi"),
+            ih.InvalidRequestError,
+        ),
+        (
+            MarketingSmsClient,
+            lambda c: c.send("13800138000", "hi", at=_dt.datetime(2030, 1, 1)),
+            ValueError,
+        ),
+        (
+            MarketingSmsClient,
+            lambda c: c.send("13800138000", "hi", at=_dt.datetime(2020, 1, 1, tzinfo=CST)),
+            ValueError,
+        ),
+        (VoiceCodeClient, lambda c: c.send("13800138000", "12a4"), ValueError),
+        (VoiceCodeClient, lambda c: c.send("13800138000", "1234567"), ValueError),
+        (VoiceCodeClient, lambda c: c.send("13800138000", "١٢٣٤"), ValueError),
+        (InternationalSmsClient, lambda c: c.send("+999 1", "hi"), ih.InvalidRequestError),
+        (InternationalSmsClient, lambda c: c.send("+8613800138000", "hi"), ih.InvalidRequestError),
+        (InternationalSmsClient, lambda c: c.send("852 1234", "hi"), ih.InvalidRequestError),
+        (VoiceNoticeClient, lambda c: c.send("12345", "hi"), ih.InvalidRequestError),
+        (
+            VoiceNoticeClient,
+            lambda c: c.send_template("13800138000", template_id=1, variables=["1"]),
+            ih.UnsupportedOperationError,
+        ),
+    ],
+)
+async def test_bad_input_refused_before_any_request(
+    cls: type[Any], call: Callable[[Any], Any], error: type[Exception]
+) -> None:
+    rec = Recorder()
+    async with build(cls, rec) as client:
+        with pytest.raises(error):
+            await call(client)
+    assert rec.requests == []
+
+
+async def test_marketing_names_the_bad_number_and_mainland_points_to_ihuyiclient() -> None:
+    rec = Recorder()
+    async with build(MarketingSmsClient, rec) as client:
+        with pytest.raises(ih.InvalidRequestError, match="number 2 of the list") as caught:
+            await client.send(["13800138000", "12345678901"], "hi")
+        assert caught.value.code == 406 and caught.value.local
+    async with build(InternationalSmsClient, rec) as client:
+        with pytest.raises(ih.InvalidRequestError, match="IhuyiClient"):
+            await client.send("+86 13800138000", "hi")
+
+
+def test_own_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IHUYI_ACCOUNT", "sms-id")
+    monkeypatch.setenv("IHUYI_API_KEY", "sms-key")
+    with pytest.raises(ValueError, match="IHUYI_MARKETING_ACCOUNT"):
+        MarketingSmsClient()
+    monkeypatch.setenv("IHUYI_VOICE_CODE_ACCOUNT", "v-id")
+    monkeypatch.setenv("IHUYI_VOICE_CODE_API_KEY", "v-key")
+    monkeypatch.setenv("IHUYI_VOICE_CODE_BASE_URL", "http://127.0.0.1:9")
+    client = VoiceCodeClient()
+    assert "v-id" in repr(client) and "v-key" not in repr(client)
+    assert "127.0.0.1:9" in repr(client)
+
+
+async def test_default_limiter_rules_per_product() -> None:
+    rec = Recorder()
+    client = VoiceCodeClient(
+        ACCOUNT, KEY, transport=httpx.MockTransport(rec), clock=FakeClock(START, auto_advance=True)
+    )
+    async with client:
+        assert client.limiter is not None
+        names = {r.name for r in client.limiter.rules}
+        assert "verification_per_day" in names
+        for i in range(5):
+            await client.send("13800138000", f"123{i}")
+        with pytest.raises(ih.LocalRateLimitError) as caught:
+            await client.send("13800138000", "9999")
+        assert caught.value.code in (4085, 4082)  # the day's quota, whichever rule is checked first
+    assert len(rec.requests) == 5
+    market = MarketingSmsClient(ACCOUNT, KEY, transport=httpx.MockTransport(rec))
+    assert market.limiter is not None
+    assert {r.name for r in market.limiter.rules} == {
+        "per_second",
+        "identical_per_minute",
+        "identical_per_day",
+    }
+    await market.aclose()
+
+
+# ----------------------------------------------------------------- end to end
+
+
+@pytest.fixture(params=["transport", "loopback"])
+async def connect(request: pytest.FixtureRequest) -> AsyncIterator[Callable[..., Any]]:
+    servers: list[EmulatorServer] = []
+    clients: list[Any] = []
+
+    async def make(em: Emulator, cls: type[Any], **kwargs: Any) -> Any:
+        kwargs = {"clock": em.clock, "limiter": None, **kwargs}
+        if request.param == "loopback":
+            server = EmulatorServer(em)
+            await server.__aenter__()
+            servers.append(server)
+            kwargs["base_url"] = server.url
+        else:
+            kwargs["transport"] = em.transport
+        client = cls(ACCOUNT, KEY, **kwargs)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        await client.aclose()
+    for server in servers:
+        await server.__aexit__(None, None, None)
+
+
+async def test_e2e_marketing_chunks_billing_schedule_and_task_id_receipts(connect: Any) -> None:
+    em = Emulator({ACCOUNT: KEY}, 100, clock=FakeClock(START), products={ACCOUNT: "marketing"})
+    client = await connect(em, MarketingSmsClient, chunk_size=2)
+    numbers = ["13800138000", "13800138001", "13800138002"]
+    at = _dt.datetime.fromtimestamp(START + 3600, CST)
+    result = await client.send(numbers, "周末特惠", at=at)
+    assert result.accepted and len(result.task_ids) == 2
+    sent = em.messages
+    assert [m.mobile for m in sent] == numbers
+    assert {m.smsid for m in sent} == set(result.task_ids)
+    assert all(m.product == "marketing" and m.scheduled == at for m in sent)
+    assert em.balance_of(ACCOUNT) == 97
+    assert (await client.balance()).num == 97
+    # receipts of marketing sends carry task_id, and find their send
+    em.receipt_url = "http://127.0.0.1:9/never"  # deliver() builds the forms; nothing listens
+    for message in sent:
+        form = {
+            "code": "2",
+            "msg": "DELIVRD",
+            "mobilephone": message.mobile,
+            "task_id": message.smsid,
+            "report_time": "2023-11-15 08:00:00",
+        }
+        receipt = parse_push(form)
+        assert isinstance(receipt, ih.pushes.DeliveryReceipt)
+        chunk = result.match(receipt)
+        assert chunk is not None and message.mobile in chunk.mobiles
+    stray = parse_push(
+        {
+            "code": "2",
+            "msg": "DELIVRD",
+            "mobilephone": "13800138002",
+            "task_id": result.task_ids[0],
+            "report_time": "2023-11-15 08:00:00",
+        }
+    )
+    assert isinstance(stray, ih.pushes.DeliveryReceipt)
+    assert result.match(stray) is None  # that number was in the other chunk
+
+
+async def test_e2e_emulator_queues_task_id_receipts_for_marketing() -> None:
+    em = Emulator(
+        {ACCOUNT: KEY},
+        100,
+        clock=FakeClock(START),
+        products={ACCOUNT: "marketing"},
+        receipt_url="http://127.0.0.1:9/receipts",
+    )
+    async with MarketingSmsClient(
+        ACCOUNT, KEY, transport=em.transport, clock=em.clock, limiter=None
+    ) as client:
+        result = await client.send(["13800138000", "13800138001"], "hi")
+    queued = [p.form for p in em.outbox._queue]  # noqa: SLF001 - what would be pushed
+    assert [f["task_id"] for f in queued] == [result.task_ids[0]] * 2
+    assert all("smsid" not in f for f in queued)
+
+
+async def test_e2e_international_voice_code_and_voice_notice(connect: Any) -> None:
+    em = Emulator({ACCOUNT: KEY}, 100, clock=FakeClock(START, auto_advance=True))
+    intl = await connect(em, InternationalSmsClient)
+    result = await intl.send("+85251234567", "Your order shipped")
+    assert em.messages[-1].mobile == "852 51234567" and em.messages[-1].smsid == result.smsid
+    assert em.messages[-1].product == "international"
+    voice = await connect(em, VoiceCodeClient)
+    code = await voice.send("13800138000", "482913")
+    assert em.messages[-1].product == "voice-code" and em.messages[-1].content == "482913"
+    assert em.messages[-1].smsid == code.smsid and em.messages[-1].verification
+    notice = await connect(em, VoiceNoticeClient, flavour="json")
+    template_id = em.add_template("您的订单【变量】已发货", account=ACCOUNT)
+    voiced = await notice.send_template("010-12345678", template_id=template_id, variables=["A123"])
+    last = em.messages[-1]
+    assert last.product == "voice-notice" and last.content == "您的订单A123已发货"
+    assert last.mobile == "01012345678" and last.smsid == voiced.smsid
+    assert em.balance_of(ACCOUNT) == 100 - 1 - 1 - 1
+    assert em.unexpected == []
+
+
+async def test_e2e_emulator_refuses_what_the_provider_would(connect: Any) -> None:
+    em = Emulator({ACCOUNT: KEY}, 100, clock=FakeClock(START, auto_advance=True))
+    intl = await connect(em, InternationalSmsClient, retry=ih.RetryPolicy(max_attempts=1))
+    # around the client's validation: the raw mainland number on isms.php is 406
+    body = intl._pforms.submit("86 13800138000", "hi", int(START))
+    status, data = await intl._exchange(
+        intl._submit_url, lambda: body, CallProgress(), idempotent=False
+    )
+    assert status == 200 and b'"code":406' in data
