@@ -28,7 +28,7 @@ from ._config import DEFAULT_KEEPALIVE_EXPIRY as DEFAULT_KEEPALIVE_EXPIRY
 from ._config import DEFAULT_TIMEOUT, FLAVOURS, MAX_RESPONSE_BYTES, Flavour, RetryPolicy
 from ._core import DEFAULT as DEFAULT
 from ._core import WRITE_JITTER as WRITE_JITTER
-from ._core import _BaseClient, _Outgoing
+from ._core import _BaseClient, _Outgoing, _report
 from ._exceptions import (
     ApiError,
     DeliveryUnknownError,
@@ -40,6 +40,7 @@ from ._journal import Journal
 from ._models import SendResult, TemplateResult
 from ._parsing import parse_submit, parse_template
 from ._redact import content_digest
+from ._telemetry import TELEMETRY
 from ._transport import (
     CallProgress,
 )
@@ -395,6 +396,22 @@ class IhuyiClient(_BaseClient):
         Never retried unless the request provably never left.
         """
         self._enter()
+        span = TELEMETRY.call(
+            "AddTemplate",
+            product=self._product_label,
+            flavour=self._flavour.name,
+            server_address=self._host,
+        )
+        with span:
+            try:
+                result = await self._add_template(content)
+            except BaseException as exc:
+                _report(span, exc)
+                raise
+            span.outcome("accepted", 2)
+            return result
+
+    async def _add_template(self, content: str) -> TemplateResult:
         if self._addtemplate_url is None:
             raise UnsupportedOperationError(
                 "the json flavour documents no AddTemplate: use IhuyiClient(flavour='legacy')"

@@ -188,3 +188,14 @@ async def test_a_push_and_its_duplicate(otel: tuple[InMemorySpanExporter, InMemo
         no_secrets(span.attributes)
     results = {dict(p.attributes)["ihuyi.push.result"]: p.value for p in points(reader, "ihuyi.pushes")}
     assert results == {"handled": 1, "duplicates": 1}
+
+
+async def test_an_add_template(otel: tuple[InMemorySpanExporter, InMemoryMetricReader]) -> None:
+    spans, _ = otel
+    answer = lambda r: httpx.Response(200, json={"code": 2, "msg": "提交成功", "templateid": 42})  # noqa: E731
+    async with client_for(answer) as client:
+        assert (await client.add_template("您的验证码是：【变量】。")).template_id == 42
+    (span,) = spans.get_finished_spans()
+    assert span.name == "ihuyi AddTemplate"
+    assert dict(span.attributes or {})["ihuyi.outcome"] == "accepted"
+    no_secrets(span.attributes)
