@@ -20,6 +20,7 @@ import uuid
 import warnings
 from asyncio import _get_running_loop as _asyncio_running_loop
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -38,6 +39,7 @@ from ._exceptions import (
     IdempotencyInProgressError,
     IdempotencyKeyReuseError,
     IhuyiError,
+    LocalRateLimitError,
     ProtocolError,
     TransportError,
 )
@@ -45,6 +47,7 @@ from ._forms import Forms
 from ._models import CST, Balance, SendResult
 from ._parsing import parse_balance, parse_submit
 from ._redact import content_digest, mask_mobile
+from ._telemetry import TELEMETRY, CallSpan
 from ._transport import (
     CallProgress,
     HttpxTransport,
@@ -229,6 +232,26 @@ class _Outgoing:
         return self.numbers or (self.number,)
 
 
+#: The telemetry span of the call running in this task (the limiter reports its wait to it).
+_SPAN: ContextVar[CallSpan | None] = ContextVar("ihuyi_call_span", default=None)
+
+
+def _report(span: CallSpan, exc: BaseException) -> None:
+    """How a failed call ended, for its span and metrics."""
+    if isinstance(exc, LocalRateLimitError):
+        span.refused(exc.rule, exc.code)
+    elif isinstance(exc, ApiError):
+        span.outcome("refused" if exc.local else "rejected", exc.code, type(exc).__name__)
+    elif isinstance(exc, TransportError):
+        span.outcome("not_sent", None, type(exc).__name__)
+    elif isinstance(exc, DeliveryUnknownError):
+        span.outcome("unknown", None, exc.reason)
+    elif isinstance(exc, IhuyiError | ValueError | TypeError):
+        span.outcome("refused", None, type(exc).__name__)
+    else:  # a cancellation, or something unexpected: the outcome is not known here
+        span.outcome("unknown", None, type(exc).__name__)
+
+
 def _loop_token() -> object:
     """Identity of the running event loop (asyncio loop or trio run)."""
     library = sniffio.current_async_library()
@@ -390,6 +413,25 @@ class _BaseClient:
     async def balance(self) -> Balance:
         """Messages left on the account (GetNum; retried on transient failures)."""
         self._enter()
+        span = TELEMETRY.call(
+            "GetNum",
+            product=self._product_label,
+            flavour=str(getattr(getattr(self, "_flavour", None), "name", "")),
+            server_address=self._host,
+        )
+        with span:
+            token = _SPAN.set(span)
+            try:
+                balance = await self._balance()
+            except BaseException as exc:
+                _report(span, exc)
+                raise
+            finally:
+                _SPAN.reset(token)
+            span.outcome("accepted", 2)
+            return balance
+
+    async def _balance(self) -> Balance:
         forms, clock = self._forms, self._clock
         try:
             status, data = await self._exchange(
@@ -402,6 +444,16 @@ class _BaseClient:
             ) from exc
         num, msg = parse_balance(data, self._format, status_code=status)
         return Balance(num=num, message=msg)
+
+    @property
+    def _host(self) -> str:
+        return httpx.URL(self._submit_url).host
+
+    @property
+    def _product_label(self) -> str:
+        """The product's name for telemetry: ``sms``, or a sibling product's (``Product.name``)."""
+        product = getattr(self, "_product", None)
+        return str(getattr(product, "name", "sms"))
 
     def _call_end(self) -> float | None:
         """When this call's deadline ends, on the event loop's clock (``None``: never)."""
@@ -418,8 +470,11 @@ class _BaseClient:
         :raises ProtocolError: the answer was over the size cap.
         """
         policy, end, attempt = self._retry, self._call_end(), 0
+        span = _SPAN.get()
         while True:
             attempt += 1
+            if span is not None:
+                span.set("ihuyi.retry.attempts", attempt)
             try:
                 status, data = await post_within(self._wire, url, body(), progress, _left(end))
             except WireError as exc:
@@ -536,13 +591,35 @@ class _BaseClient:
     async def _dispatch(
         self, out: _Outgoing, on_wire: Callable[[], None] | None, key: str | None
     ) -> SendResult:
-        if key is None:
-            return await self._submit(out, on_wire, CallProgress())
-        return await self._send_keyed(
-            key,
-            (out.number, out.kind, out.template_id, out.text),
-            lambda progress: self._submit(out, on_wire, progress),
+        span = TELEMETRY.call(
+            "Submit",
+            product=self._product_label,
+            flavour=str(getattr(getattr(self, "_flavour", None), "name", "")),
+            server_address=self._host,
+            mobile=out.number,
+            segments=out.segments,
         )
+        with span:
+            token = _SPAN.set(span)
+            try:
+                if key is None:
+                    result = await self._submit(out, on_wire, CallProgress())
+                else:
+                    result = await self._send_keyed(
+                        key,
+                        (out.number, out.kind, out.template_id, out.text),
+                        lambda progress: self._submit(out, on_wire, progress),
+                    )
+            except BaseException as exc:
+                _report(span, exc)
+                raise
+            finally:
+                _SPAN.reset(token)
+            span.outcome("accepted", 2)
+            span.set("ihuyi.smsid", result.smsid)
+            if result.replayed:
+                span.set("ihuyi.replayed", True)
+            return result
 
     async def _submit(
         self, out: _Outgoing, on_wire: Callable[[], None] | None, progress: CallProgress
@@ -583,7 +660,11 @@ class _BaseClient:
         if limiter is None:
             return []
         if not out.numbers:
-            return [await limiter.acquire(out.number, content=out.limiter_text, kind=out.kind)]
+            slot = await limiter.acquire(out.number, content=out.limiter_text, kind=out.kind)
+            span = _SPAN.get()
+            if span is not None:
+                span.waited(slot.waited)
+            return [slot]
         taken: list[Reservation] = []
         try:
             for number in out.numbers:
