@@ -310,14 +310,14 @@ class IhuyiClient(_BaseClient):
         if isinstance(template_id, bool) or not isinstance(template_id, int) or template_id <= 0:
             raise ValueError(f"template_id must be a positive int, not {template_id!r}")
         number = normalize_mobile(mobile)
-        wire = join_variables(variables)
-        validate_content(wire, max_length=self._flavour.max_content, mobile=number)
+        joined = join_variables(variables)  # what goes out as ``content``: "v1|v2|…"
+        validate_content(joined, max_length=self._flavour.max_content, mobile=number)
         template = self._templates.get(template_id)
         segments = None
         if template is not None:
-            text = render_template(template, wire.split("|"))
+            text = render_template(template, joined.split("|"))
             segments = count_segments(text, self._signature)
-        out = _Outgoing(number, wire, f"#{template_id}:{wire}", segments, kind, template_id)
+        out = _Outgoing(number, joined, f"#{template_id}:{joined}", segments, kind, template_id)
         return await self._dispatch(out, on_wire, idempotency_key)
 
     def send_many(
