@@ -45,7 +45,6 @@ from ._exceptions import IhuyiError, InvalidRequestError
 from ._forms import ProductForms, form_quote
 from ._models import CST, SendResult
 from ._redact import mask_mobile
-from ._transport import CallProgress
 from ._validation import (
     count_segments,
     join_variables,
@@ -179,13 +178,7 @@ class _ProductClient(_BaseClient):
 
     async def _send_one(self, out: _Outgoing, idempotency_key: str | None) -> SendResult:
         key = None if idempotency_key is None else check_key(idempotency_key)
-        if key is None:
-            return await self._submit(out, None, CallProgress())
-        return await self._send_keyed(
-            key,
-            (out.number, out.kind, out.template_id, out.text),
-            lambda progress: self._submit(out, None, progress),
-        )
+        return await self._dispatch(out, None, key)
 
 
 # --------------------------------------------------------------------------- marketing
@@ -360,7 +353,7 @@ class MarketingSmsClient(_ProductClient):
 
         out = _Outgoing(",".join(part), content, content, segments, None, numbers=part, extra=extra)
         try:
-            result = await self._submit(out, None, CallProgress())
+            result = await self._dispatch(out, None, None)
         except LocalRateLimitError:
             raise
         except (ApiError, TransportError, DeliveryUnknownError) as exc:

@@ -442,3 +442,50 @@ async def test_e2e_emulator_refuses_what_the_provider_would(connect: Any) -> Non
         intl._submit_url, lambda: body, CallProgress(), idempotent=False
     )
     assert status == 200 and b'"code":406' in data
+
+
+# ----------------------------------------------------------------- shared core: limiter, keys
+
+
+async def test_marketing_chunk_refused_gives_every_numbers_slot_back() -> None:
+    from ihuyi_async.limiter import Limiter, Rule
+
+    clock = FakeClock(START)
+    limiter = Limiter([Rule.per_day("day", 1, code=4082)], clock=clock, wait=False)
+    rec = Recorder(b'{"code":4051,"msg":"balance","smsid":"0"}')
+    numbers = ["13800138000", "13800138001", "13800138002"]
+    async with build(MarketingSmsClient, rec, limiter=limiter, clock=clock) as client:
+        first = await client.send(numbers, "hi")
+        assert first.chunks[0].error is not None and first.chunks[0].error.code == 4051
+        rec.body = b'{"code":2,"msg":"ok","smsid":"12345678901234567890"}'
+        second = await client.send(numbers, "hi")  # the refunded slots allow it
+        assert second.accepted
+        with pytest.raises(ih.LocalRateLimitError):
+            await client.send(["13800138001"], "again")  # now the day's slot is taken
+    stats = limiter.statistics()
+    assert stats.refunded == 3 and stats.acquired == 6
+    assert len(rec.requests) == 2
+
+
+async def test_marketing_provider_rate_limit_fills_each_numbers_rule() -> None:
+    from ihuyi_async.limiter import Limiter, Rule
+
+    clock = FakeClock(START)
+    limiter = Limiter([Rule.per_day("day", 5, code=4082)], clock=clock, wait=False)
+    rec = Recorder(b'{"code":4082,"msg":"5 per day","smsid":"0"}')
+    async with build(MarketingSmsClient, rec, limiter=limiter, clock=clock) as client:
+        await client.send(["13800138000", "13800138001"], "hi")
+        for number in ("13800138000", "13800138001"):
+            with pytest.raises(ih.LocalRateLimitError):
+                await client.send(number, "hi")
+    assert limiter.statistics().observed == 2
+    assert len(rec.requests) == 1
+
+
+async def test_voice_code_idempotency_key_sends_once() -> None:
+    rec = Recorder()
+    async with build(VoiceCodeClient, rec) as client:
+        first = await client.send("13800138000", "4821", idempotency_key="login-1")
+        again = await client.send("13800138000", "4821", idempotency_key="login-1")
+    assert len(rec.requests) == 1
+    assert again.replayed and again.smsid == first.smsid
