@@ -489,3 +489,81 @@ async def test_voice_code_idempotency_key_sends_once() -> None:
         again = await client.send("13800138000", "4821", idempotency_key="login-1")
     assert len(rec.requests) == 1
     assert again.replayed and again.smsid == first.smsid
+
+
+# ----------------------------------------------------------------- properties
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_REGIONS = ["HK", "MO", "TW", "SG", "US", "GB", "JP", "KR", "DE", "FR", "AU", "MY", "TH", "BR"]
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(region=st.sampled_from(_REGIONS), e164=st.booleans())
+def test_international_numbers_normalise_to_what_the_emulator_accepts(
+    region: str, e164: bool
+) -> None:
+    import phonenumbers
+
+    from ihuyi_async._products import _international_number
+    from ihuyi_async.testing._model import _product_numbers
+
+    example = phonenumbers.example_number_for_type(region, phonenumbers.PhoneNumberType.MOBILE)
+    assert example is not None
+    national = phonenumbers.national_significant_number(example)
+    given_as = (
+        f"+{example.country_code}{national}" if e164 else f"{example.country_code} {national}"
+    )
+    wire = _international_number(given_as)
+    assert wire == f"{example.country_code} {national}"
+    assert _product_numbers("international", wire) == (0, [wire])
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    count=st.integers(min_value=1, max_value=23),
+    size=st.integers(min_value=1, max_value=7),
+    dupes=st.integers(min_value=0, max_value=3),
+)
+def test_marketing_chunks_cover_every_number_once(count: int, size: int, dupes: int) -> None:
+    import anyio
+
+    numbers = [f"1390000{i:04d}" for i in range(count)]
+    given_numbers = numbers + numbers[:dupes]
+    rec = Recorder()
+
+    async def main() -> Any:
+        async with build(MarketingSmsClient, rec, chunk_size=size) as client:
+            return await client.send(given_numbers, "hi")
+
+    result = anyio.run(main)
+    sent = [
+        m for r in rec.requests for m in dict(parse_qsl(r.content.decode()))["mobile"].split(",")
+    ]
+    assert sent == numbers
+    assert all(len(c.mobiles) <= size for c in result.chunks)
+    assert [m for c in result.chunks for m in c.mobiles] == numbers
+    assert len(rec.requests) == -(-count // size)
+
+
+async def test_e2e_voice_notice_legacy_and_international_xml(connect: Any) -> None:
+    em = Emulator(
+        {ACCOUNT: KEY},
+        100,
+        clock=FakeClock(START, auto_advance=True),
+        products={ACCOUNT: "voice-notice"},
+    )
+    notice = await connect(em, VoiceNoticeClient, response_format="xml")
+    sent = await notice.send("13800138000", "您的订单已发货")
+    assert em.messages[-1].product == "voice-notice" and em.messages[-1].smsid == sent.smsid
+    intl = await connect(em, InternationalSmsClient, response_format="xml")
+    result = await intl.send("852 51234567", "hi")
+    assert em.messages[-1].smsid == result.smsid
+    assert em.requests[-1].fields["format"] == "xml"
+    with pytest.raises(ih.InvalidRequestError):
+        await notice.send("", "x")
+    assert len(em.requests) == 2
