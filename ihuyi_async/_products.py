@@ -316,8 +316,13 @@ class MarketingSmsClient(_ProductClient):
             its position); blank content (404). No request made.
         :raises ContentRejectedError: emoji or too long (after the opt-out text).
         :raises ValueError: ``at`` is naive or not in the future. No request made.
-        :raises LocalRateLimitError: a number's limiter rule refused; nothing sent for
-            that chunk's numbers (it is raised, the other chunks are not sent).
+
+        A chunk the local limiter refuses (:class:`~ihuyi_async.LocalRateLimitError`: one
+        of its numbers is over a rule) or whose limiter store is unreachable is not sent;
+        its error is in its :class:`MarketingChunk` and the next chunks still go, so the
+        chunks already accepted are never lost to an exception. Cancelling the call
+        cancels the chunk in flight and sends no more; chunks accepted before it are
+        then known only from the provider's receipts.
         """
         self._enter()
         numbers = _marketing_numbers(mobiles)
@@ -349,14 +354,12 @@ class MarketingSmsClient(_ProductClient):
     async def _send_chunk(
         self, part: tuple[str, ...], content: str, segments: int, extra: str
     ) -> MarketingChunk:
-        from ._exceptions import ApiError, DeliveryUnknownError, LocalRateLimitError, TransportError
+        from ._exceptions import DeliveryUnknownError
 
         out = _Outgoing(",".join(part), content, content, segments, None, numbers=part, extra=extra)
         try:
             result = await self._dispatch(out, None, None)
-        except LocalRateLimitError:
-            raise
-        except (ApiError, TransportError, DeliveryUnknownError) as exc:
+        except IhuyiError as exc:  # refused, not sent or unknown: that chunk's outcome
             sent_at = exc.sent_at if isinstance(exc, DeliveryUnknownError) else None
             return MarketingChunk(
                 mobiles=part, task_id=None, error=exc, segments=segments, sent_at=sent_at

@@ -460,8 +460,8 @@ async def test_marketing_chunk_refused_gives_every_numbers_slot_back() -> None:
         rec.body = b'{"code":2,"msg":"ok","smsid":"12345678901234567890"}'
         second = await client.send(numbers, "hi")  # the refunded slots allow it
         assert second.accepted
-        with pytest.raises(ih.LocalRateLimitError):
-            await client.send(["13800138001"], "again")  # now the day's slot is taken
+        third = await client.send(["13800138001"], "again")  # now the day's slot is taken
+        assert isinstance(third.chunks[0].error, ih.LocalRateLimitError)
     stats = limiter.statistics()
     assert stats.refunded == 3 and stats.acquired == 6
     assert len(rec.requests) == 2
@@ -476,8 +476,8 @@ async def test_marketing_provider_rate_limit_fills_each_numbers_rule() -> None:
     async with build(MarketingSmsClient, rec, limiter=limiter, clock=clock) as client:
         await client.send(["13800138000", "13800138001"], "hi")
         for number in ("13800138000", "13800138001"):
-            with pytest.raises(ih.LocalRateLimitError):
-                await client.send(number, "hi")
+            again = await client.send(number, "hi")
+            assert isinstance(again.chunks[0].error, ih.LocalRateLimitError)
     assert limiter.statistics().observed == 2
     assert len(rec.requests) == 1
 
@@ -567,3 +567,35 @@ async def test_e2e_voice_notice_legacy_and_international_xml(connect: Any) -> No
     with pytest.raises(ih.InvalidRequestError):
         await notice.send("", "x")
     assert len(em.requests) == 2
+
+
+async def test_products_share_one_user_pool_and_leave_it_open() -> None:
+    em = Emulator({ACCOUNT: KEY}, 100, clock=FakeClock(START, auto_advance=True))
+    async with httpx.AsyncClient(transport=em.transport) as shared:
+        intl = InternationalSmsClient(
+            ACCOUNT, KEY, http_client=shared, clock=em.clock, limiter=None
+        )
+        voice = VoiceCodeClient(ACCOUNT, KEY, http_client=shared, clock=em.clock, limiter=None)
+        async with intl, voice:
+            assert intl.http_client is shared and voice.http_client is shared
+            await intl.send("+85251234567", "hi")
+            await voice.send("13800138000", "1234")
+        assert not shared.is_closed
+    assert [m.product for m in em.messages] == ["international", "voice-code"]
+
+
+async def test_marketing_local_refusal_of_a_later_chunk_keeps_the_earlier_task_id() -> None:
+    from ihuyi_async.limiter import Limiter, Rule
+
+    clock = FakeClock(START)
+    limiter = Limiter([Rule.per_day("day", 1, code=4082)], clock=clock, wait=False)
+    rec = Recorder()
+    async with build(MarketingSmsClient, rec, limiter=limiter, clock=clock, chunk_size=2) as client:
+        await client.send("13800138003", "earlier")  # uses 13800138003's day
+        result = await client.send(
+            ["13800138000", "13800138001", "13800138002", "13800138003"], "hi"
+        )
+    first, second = result.chunks
+    assert first.task_id == "12345678901234567890"
+    assert isinstance(second.error, ih.LocalRateLimitError) and second.task_id is None
+    assert len(rec.requests) == 2  # "earlier" and the first chunk; the refused chunk not sent
