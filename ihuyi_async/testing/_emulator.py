@@ -69,6 +69,9 @@ class Emulator(ProviderModel):
         ``task_id`` receipts) or ``"voice-notice"`` (``webservice/voice.php`` as voice
         notices, not codes). International SMS (``isms.php``) and the newer voice path
         (``vm/*.json``) need no mapping.
+    :param product_limits: product name -> its per-number limits (``True``: the SMS
+        defaults, ``False``: none); default: ``limits`` for every product, marketing
+        without its daily caps.
     """
 
     def __init__(
@@ -94,6 +97,7 @@ class Emulator(ProviderModel):
         seed: int | None = 0,
         flavours: Iterable[str] = ("legacy", "json"),
         products: Mapping[str, str] | None = None,
+        product_limits: Mapping[str, Limits | bool] | None = None,
     ) -> None:
         super().__init__(
             accounts,
@@ -107,6 +111,7 @@ class Emulator(ProviderModel):
             max_length_legacy=max_length_legacy,
             max_length_json=max_length_json,
             products=products,
+            product_limits=product_limits,
         )
         self.receipt_url = receipt_url
         self.reply_url = reply_url

@@ -50,8 +50,9 @@ Where the provider's documents are silent the emulator guesses, and says so here
   to ``"marketing"`` (up to 1000 comma-separated numbers, one bad number refuses the
   request with 406, ``stime`` kept on each message, receipts with ``task_id``). One
   serial per request, one :class:`SentMessage` per number; billing per number (voice:
-  1 per call); per-number limits as for SMS, but one number over a limit refuses the
-  whole request, and marketing has no daily cap. An ``stime`` that does not parse
+  1 per call); per-number limits per product (``product_limits``; by default the SMS
+  limits, marketing without daily caps); one number over a limit refuses the whole
+  request. An ``stime`` that does not parse
   answers 0.
 """
 
@@ -64,7 +65,7 @@ import threading
 import time as _time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from .._china import CHINA_TZ as _CHINA_TZ
@@ -291,6 +292,7 @@ class ProviderModel:
         max_length_legacy: int = 300,
         max_length_json: int = 500,
         products: Mapping[str, str] | None = None,
+        product_limits: Mapping[str, Limits | bool] | None = None,
     ) -> None:
         accounts = dict(DEFAULT_ACCOUNTS if accounts is None else accounts)
         if not accounts:
@@ -317,6 +319,17 @@ class ProviderModel:
         #: APIID -> product, for the accounts ``webservice/sms.php`` serves as marketing
         #: (``"marketing"``); the other products are told by their paths.
         self.products: dict[str, str] = dict(products or {})
+        #: Per-number limits of the sibling products (``None``: none); a product not listed
+        #: has :attr:`limits`. Marketing has no daily caps by default.
+        self.product_limits: dict[str, Limits | None] = (
+            {}
+            if self.limits is None
+            else {"marketing": replace(self.limits, per_day=None, verification_per_day=None)}
+        )
+        for name, value in (product_limits or {}).items():
+            self.product_limits[name] = (
+                Limits() if value is True else None if value is False else value
+            )
 
         self._lock = threading.Lock()
         self._messages: list[SentMessage] = []
@@ -725,13 +738,14 @@ class ProviderModel:
             return 4051, failed
         now = self.clock.time()
         verification = product == "voice-code" or (product != "marketing" and is_verification(text))
-        daily = product != "marketing"
         for number in numbers:  # the whole request is refused if one number is over a limit
-            code = self._check_limits(account, number, text, verification, now, daily=daily, commit=False)
+            code = self._check_limits(
+                account, number, text, verification, now, product=product, commit=False
+            )
             if code:
                 return code, failed
         for number in numbers:
-            self._check_limits(account, number, text, verification, now, daily=daily)
+            self._check_limits(account, number, text, verification, now, product=product)
         entry.balance -= billed * len(numbers)
         serial = f"{int(now) % 10**10:010d}{next(self._serial) % 10**10:010d}"
         for number in numbers:
@@ -779,10 +793,10 @@ class ProviderModel:
         verification: bool,
         now: float,
         *,
-        daily: bool = True,
+        product: str = "sms",
         commit: bool = True,
     ) -> int:
-        limits = self.limits
+        limits = self.product_limits.get(product, self.limits) if product != "sms" else self.limits
         if limits is None:
             return 0
         state = self._numbers.get((account, mobile))
@@ -807,7 +821,7 @@ class ProviderModel:
             and state.verifications >= limits.verification_per_day
         ):
             return 4085
-        if daily and limits.per_day is not None and state.count >= limits.per_day:
+        if limits.per_day is not None and state.count >= limits.per_day:
             return 4082
         if not commit:
             return 0

@@ -599,3 +599,30 @@ async def test_marketing_local_refusal_of_a_later_chunk_keeps_the_earlier_task_i
     assert first.task_id == "12345678901234567890"
     assert isinstance(second.error, ih.LocalRateLimitError) and second.task_id is None
     assert len(rec.requests) == 2  # "earlier" and the first chunk; the refused chunk not sent
+
+
+async def test_emulator_limits_per_product() -> None:
+    from ihuyi_async.testing import Limits
+
+    em = Emulator(
+        {ACCOUNT: KEY},
+        100,
+        clock=FakeClock(START, auto_advance=True),
+        product_limits={"international": Limits(per_second=None, per_day=2)},
+        products={ACCOUNT: "marketing"},
+    )
+    async with InternationalSmsClient(
+        ACCOUNT, KEY, transport=em.transport, clock=em.clock, limiter=None
+    ) as intl:
+        await intl.send("+85251234567", "one")
+        await intl.send("+85251234567", "two")
+        with pytest.raises(ih.RateLimitedError) as caught:
+            await intl.send("+85251234567", "three")
+        assert caught.value.code == 4082 and not caught.value.local
+    async with MarketingSmsClient(
+        ACCOUNT, KEY, transport=em.transport, clock=em.clock, limiter=None
+    ) as market:
+        for i in range(7):  # marketing: no daily cap of 5 by default
+            em.clock.advance(2)  # type: ignore[attr-defined]
+            result = await market.send("13800138000", f"offer {i}")
+            assert result.accepted
