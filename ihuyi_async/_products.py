@@ -83,7 +83,12 @@ INTERNATIONAL_RULES: tuple[Rule, ...] = provider_rules(verification_per_day=None
 
 
 class _ProductClient(_BaseClient):
-    """Construction shared by the product clients (see :class:`MarketingSmsClient`)."""
+    """Construction shared by the product clients (see :class:`MarketingSmsClient`).
+
+    Every product client takes ``id_field=``: the answer field that carries the id, for
+    when the provider's answer differs from the fact sheet's (the voice code's ``smsid``
+    is a guess).
+    """
 
     _product: Product
     _default_rules: tuple[Rule, ...]
@@ -109,6 +114,7 @@ class _ProductClient(_BaseClient):
         max_response_bytes: int = MAX_RESPONSE_BYTES,
         idempotency: KeyStore | None = None,
         idempotency_wait: bool = True,
+        id_field: str | None = None,
     ) -> None:
         product, env = self._product, os.environ
         account = account if account is not None else env.get(f"{product.env}_ACCOUNT")
@@ -143,7 +149,9 @@ class _ProductClient(_BaseClient):
         self._retry = retry if retry is not None else RetryPolicy()
         self._signature = signature or ""
         self._backend = backend or "httpx"
-        self._id_field = product.id_field
+        if id_field is not None and (not isinstance(id_field, str) or not id_field.isidentifier()):
+            raise ValueError(f"id_field must be a field name such as 'smsid', not {id_field!r}")
+        self._id_field = id_field or product.id_field
         self._setup_limiter(limiter, self._default_rules)
         self._submit_url = self._base_url + product.submit_path
         self._getnum_url = self._base_url + product.getnum_path

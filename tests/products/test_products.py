@@ -626,3 +626,14 @@ async def test_emulator_limits_per_product() -> None:
             em.clock.advance(2)  # type: ignore[attr-defined]
             result = await market.send("13800138000", f"offer {i}")
             assert result.accepted
+
+
+async def test_id_field_is_configurable() -> None:
+    rec = Recorder(b'{"code":2,"msg":"ok","voiceid":"77777777777777777777"}')
+    async with build(VoiceCodeClient, rec) as client:
+        with pytest.raises(ih.DeliveryUnknownError):  # smsid expected by default
+            await client.send("13800138000", "1234")
+    async with build(VoiceCodeClient, rec, id_field="voiceid") as client:
+        assert (await client.send("13800138001", "1234")).smsid == "77777777777777777777"
+    with pytest.raises(ValueError, match="id_field"):
+        VoiceCodeClient(ACCOUNT, KEY, id_field="voice id")
