@@ -31,6 +31,7 @@ from ._exceptions import (
     TransportError,
     UnsupportedOperationError,
 )
+from ._exports import publish
 from ._journal import Journal, JournalEntry
 from ._models import Balance, SendResult, TemplateResult
 from ._products import (
@@ -97,3 +98,5 @@ __all__ = [
     "find_conflicts",
     "lookup",
 ]
+
+publish(__name__, globals(), __all__)

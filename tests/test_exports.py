@@ -52,3 +52,19 @@ def test_push_builders_moved_to_testing_with_a_deprecation(name: str) -> None:
     with pytest.warns(DeprecationWarning, match=f"ihuyi_async.testing.{name}"):
         old = getattr(pushes, name)
     assert old is getattr(testing, name)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["ihuyi_async", "ihuyi_async.idempotency", "ihuyi_async.limiter", "ihuyi_async.pushes", "ihuyi_async.testing"],
+)
+def test_exported_classes_say_where_users_import_them(name: str) -> None:
+    module = importlib.import_module(name)
+    for attr in module.__all__:
+        obj = getattr(module, attr)
+        if isinstance(obj, type) and obj.__module__.startswith(name + "."):
+            # defined in one of this package's modules: only a private one may be hidden
+            assert not obj.__module__.startswith(name + "._"), f"{name}.{attr}: {obj.__module__}"
+    # a class re-exported from elsewhere keeps its home
+    if name == "ihuyi_async.testing":
+        assert module.FakeClock.__module__ == "ihuyi_async"

@@ -10,13 +10,10 @@ workers so a redelivered task never sends twice.
 
 from __future__ import annotations
 
+from .._exports import publish
 from ._redis import RedisKeyStore
 from ._store import DEFAULT_LEASE, DEFAULT_TTL, Claim, KeyStore, MemoryKeyStore
 
 __all__ = ["Claim", "DEFAULT_LEASE", "DEFAULT_TTL", "KeyStore", "MemoryKeyStore", "RedisKeyStore"]
 
-for _name in __all__:
-    _obj = globals()[_name]
-    if isinstance(_obj, type):
-        _obj.__module__ = __name__
-del _name, _obj
+publish(__name__, globals(), __all__)

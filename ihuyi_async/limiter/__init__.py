@@ -19,6 +19,7 @@ testing package. See :class:`Limiter` for the exact semantics.
 
 from __future__ import annotations
 
+from .._exports import publish
 from ._limiter import Limiter, LimiterStatistics, Reservation
 from ._memory import MemoryStore
 from ._redis import RedisStore
@@ -51,8 +52,4 @@ __all__ = [
     "to_china_time",
 ]
 
-for _name in __all__:
-    _obj = globals()[_name]
-    if isinstance(_obj, type):
-        _obj.__module__ = __name__
-del _name, _obj
+publish(__name__, globals(), __all__)

@@ -16,6 +16,7 @@ This package stands alone: it does not import the client.
 
 from __future__ import annotations
 
+from .._exports import publish
 from ._aiohttp import aiohttp_app, aiohttp_handler
 from ._dedupe import ClaimState, DedupeStore, MemoryDedupe, RedisDedupe
 from ._guards import DEFAULT_MAX_BODY, NetworkLike
@@ -61,11 +62,7 @@ __all__ = [
     "parse_push",
 ]
 
-for _name in __all__:
-    _obj = globals()[_name]
-    if isinstance(_obj, type):
-        _obj.__module__ = __name__
-del _name, _obj
+publish(__name__, globals(), __all__)
 
 _MOVED = frozenset({"PushAnswer", "post_push", "receipt_form", "reply_form", "template_review_form"})
 

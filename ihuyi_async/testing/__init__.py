@@ -25,6 +25,7 @@ import warnings
 from typing import Any
 
 from .._clock import FakeClock
+from .._exports import publish
 from . import _faults as faults
 from ._emulator import Emulator
 from ._faults import Fault, FaultPlan
@@ -69,11 +70,7 @@ __all__ = [
     "template_review_form",
 ]
 
-for _name in __all__:
-    _obj = globals()[_name]
-    if isinstance(_obj, type) and _obj.__module__.startswith(__name__ + "._"):
-        _obj.__module__ = __name__
-del _name, _obj
+publish(__name__, globals(), __all__)
 
 
 def __getattr__(name: str) -> Any:
