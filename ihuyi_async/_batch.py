@@ -1,6 +1,8 @@
 """Batch sending: lazy input, bounded concurrency, one outcome per message, a resumable journal.
 
-``IhuyiClient.send_many`` is implemented here. The input (any iterable or async
+``IhuyiClient.send_many`` runs :func:`send_many` here with its send function and clock;
+this module never sees the client. Its parts: the input (:class:`_Source`), the workers
+(:class:`_Worker`, one :class:`_Send` per message), and the consumer (:func:`_consume`). The input (any iterable or async
 iterable of :class:`Message` or dicts) is consumed lazily: at most
 ``concurrency`` messages are in flight and at most ``concurrency`` finished
 outcomes wait for the consumer, so memory does not grow with the input.
@@ -23,13 +25,15 @@ from collections.abc import (
     Mapping,
     Sized,
 )
+from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream as ObjectReceiveStream
 from anyio.streams.memory import MemoryObjectSendStream as ObjectSendStream
 
+from ._clock import Clock
 from ._codes import ACCOUNT_LEVEL_CODES, lookup
 from ._exceptions import (
     ApiError,
@@ -41,9 +45,6 @@ from ._journal import Journal, JournalEntry
 from ._models import SendResult
 from ._redact import content_digest, mask_mobile
 from ._validation import Kind, check_kind, normalize_mobile
-
-if TYPE_CHECKING:
-    from ._client import IhuyiClient
 
 __all__ = [
     "BatchProgress",
@@ -307,10 +308,19 @@ class _Stopped(Exception):
     """Raised right before a request would go on the wire after the run was stopped."""
 
 
+#: What the batch sends with: ``send(message, on_wire, idempotency_key)``. ``on_wire`` must be
+#: called right before the request goes on the wire (it may raise to stop the send: nothing
+#: written); ``IhuyiClient.send_many`` passes its own.
+SendFunction = Callable[[Message, Callable[[], None], str | None], Awaitable[SendResult]]
+Messages = Iterable[Message | Mapping[str, Any]] | AsyncIterable[Message | Mapping[str, Any]]
+
+
 def send_many(
-    client: IhuyiClient,
-    messages: Iterable[Message | Mapping[str, Any]] | AsyncIterable[Message | Mapping[str, Any]],
+    send: SendFunction,
+    messages: Messages,
     *,
+    clock: Clock | None = None,
+    start: Callable[[], None] | None = None,
     concurrency: int = 50,
     on_progress: ProgressHook | None = None,
     journal: str | Journal | None = None,
@@ -318,7 +328,11 @@ def send_many(
     stop_on: Collection[int] | None = ACCOUNT_LEVEL_CODES,
     resend_unknown: bool = False,
 ) -> BatchRun:
-    """See :meth:`IhuyiClient.send_many`."""
+    """Run a batch with ``send`` (see :meth:`IhuyiClient.send_many` for the semantics).
+
+    :param clock: waits a number's per-second turn (``None``: such a refusal is the outcome).
+    :param start: called when the iteration starts (the client checks it is open there).
+    """
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise ValueError(f"concurrency must be a positive int, not {concurrency!r}")
     if on_conflict not in ("stop", "skip", "send"):
@@ -331,174 +345,128 @@ def send_many(
         raise TypeError(f"stop_on must be a collection of int codes or None, not {stop_on!r}")
     run = _RunState()
     options = _Options(
-        on_conflict=on_conflict, stop_on=frozenset(stop_on), resend_unknown=bool(resend_unknown)
+        send=send,
+        clock=clock,
+        on_conflict=on_conflict,
+        stop_on=frozenset(stop_on),
+        resend_unknown=bool(resend_unknown),
     )
-    gen = _run(client, messages, run, options, concurrency=concurrency, on_progress=on_progress, journal=journal)
+    gen = _run(messages, run, options, start, concurrency, on_progress, journal)
     return BatchRun(gen, run)
 
 
 @dataclass(frozen=True, slots=True)
 class _Options:
+    send: SendFunction
+    clock: Clock | None = None
     on_conflict: ConflictPolicy = "stop"
     stop_on: frozenset[int] = ACCOUNT_LEVEL_CODES
     resend_unknown: bool = False
 
 
-async def _run(
-    client: IhuyiClient,
-    messages: Iterable[Message | Mapping[str, Any]] | AsyncIterable[Message | Mapping[str, Any]],
-    run: _RunState,
-    options: _Options,
-    *,
-    concurrency: int = 50,
-    on_progress: ProgressHook | None = None,
-    journal: str | Journal | None = None,
-) -> AsyncGenerator[Outcome, None]:
-    client._enter()
-    book = journal if isinstance(journal, Journal) or journal is None else Journal(journal)
-    progress = run.progress
-    progress.started_at = time.monotonic()
-    send_stream, receive_stream = anyio.create_memory_object_stream[Outcome](concurrency)
-    clock = client.limiter.clock if client.limiter is not None else None
+class _Source:
+    """The input, pulled one message at a time by the worker that is free to send it.
 
-    # `concurrency` workers, each pulling the next input only once it is free: the slot is
-    # taken before the input is pulled, and a worker waiting to hand its outcome to a slow
-    # consumer still holds its slot, so at most `concurrency` sends plus `concurrency`
-    # buffered outcomes exist at any time. One long-lived task per slot, not one per message.
-    # A sync input is pulled by the free worker itself (`next()` cannot suspend); an async
-    # input only ever by one puller task, since it may hold cancel scopes, task groups or
-    # context across its `yield`s, which must stay in the task that entered them.
-    sync_source: Iterator[Any] | None = None
-    async_source: AsyncIterator[Any] | None = None
-    if isinstance(messages, AsyncIterable):
-        async_source = aiter(messages)
-    else:
-        sync_source = iter(messages)
-    work_send, work_receive = anyio.create_memory_object_stream[tuple[int, Any]](0)
-    ready = anyio.Semaphore(0, fast_acquire=True)  # workers waiting for an async input's item
+    A sync input is pulled by the free worker itself (``next()`` cannot suspend); an async
+    input only ever by one puller task, since it may hold cancel scopes, task groups or
+    context across its ``yield``s, which must stay in the task that entered them.
+    """
 
-    async def puller() -> None:
-        assert async_source is not None
-        async with work_send:
+    __slots__ = ("_async", "_ready", "_run", "_sync", "inbox", "outbox")
+
+    def __init__(self, messages: Messages, run: _RunState) -> None:
+        self._run = run
+        self._sync: Iterator[Any] | None = None
+        self._async: AsyncIterator[Any] | None = None
+        if isinstance(messages, AsyncIterable):
+            self._async = aiter(messages)
+        else:
+            self._sync = iter(messages)
+        self.outbox, self.inbox = anyio.create_memory_object_stream[tuple[int, Any]](0)
+        self._ready = anyio.Semaphore(0, fast_acquire=True)  # workers waiting for an async item
+
+    @property
+    def is_async(self) -> bool:
+        return self._async is not None
+
+    async def puller(self) -> None:
+        """The async input's one reader: pulls an item only once a worker is free for it."""
+        source, run = self._async, self._run
+        assert source is not None
+        async with self.outbox:
             try:
                 with anyio.CancelScope() as scope:
                     run.cancellable.add(scope)
                     while True:
-                        await ready.acquire()  # a worker is free: only now pull the next input
+                        await self._ready.acquire()
                         try:
-                            item = await anext(async_source)
+                            item = await anext(source)
                         except StopAsyncIteration:
                             return
                         index = run.next_index
                         run.next_index += 1
-                        await work_send.send((index, item))  # no buffer: to that worker
+                        await self.outbox.send((index, item))  # no buffer: to that worker
             finally:
-                if inspect.isasyncgen(async_source):
+                if inspect.isasyncgen(source):
                     # stopped early: finalise the generator here, in the task that ran it
-                    await async_source.aclose()
+                    await source.aclose()
 
-    async def pull(inbox: ObjectReceiveStream[tuple[int, Any]]) -> tuple[int, Any] | None:
-        if sync_source is not None:
+    async def pull(self, inbox: ObjectReceiveStream[tuple[int, Any]]) -> tuple[int, Any] | None:
+        """The next ``(index, item)`` for a free worker, ``None`` at the end of the input."""
+        run = self._run
+        if self._sync is not None:
             if run.exhausted:
                 return None
             try:
-                item = next(sync_source)  # no await: atomic between checkpoints
+                item = next(self._sync)  # no await: atomic between checkpoints
             except StopIteration:
                 run.exhausted = True
                 return None
             index = run.next_index
             run.next_index += 1
             return index, item
-        ready.release()
+        self._ready.release()
         try:
             return await inbox.receive()
         except anyio.EndOfStream:
             return None
 
-    async def worker(
-        out: ObjectSendStream[Outcome], inbox: ObjectReceiveStream[tuple[int, Any]]
-    ) -> None:
-        async with out, inbox:
-            while not run.stopped:
-                # Until its request goes on the wire a worker can be stopped (waiting for
-                # input, for its number's turn, or for the limiter); after, it finishes, so
-                # the outcome of a request on the wire is always known.
-                pulled: tuple[int, Any] | None = None
-                outcome: Outcome | None = None
-                with anyio.CancelScope() as scope:
-                    run.cancellable.add(scope)
 
-                    def on_wire(scope: anyio.CancelScope = scope) -> None:
-                        if run.stopped:
-                            raise _Stopped  # the send refunds its limiter slot; nothing written
-                        run.cancellable.discard(scope)
-
-                    try:
-                        pulled = await pull(inbox)
-                        if pulled is None:
-                            return
-                        if not run.stopped:
-                            index, item = pulled
-                            progress.in_flight += 1
-                            try:
-                                outcome = await _send_one(
-                                    client, index, item, book, clock, on_wire, run, options, progress
-                                )
-                            finally:
-                                progress.in_flight -= 1
-                    except _Stopped:
-                        pass
-                    finally:
-                        run.cancellable.discard(scope)
-                if pulled is None:
-                    return  # stopped while waiting for input: nothing was taken
-                if outcome is None:  # taken, then stopped before the wire: provably not sent
-                    outcome = _stopped(pulled, run.stop_reason)
-                elif outcome.status == "conflict":
-                    run.stop(f"{outcome.error}")
-                elif outcome.status == "rejected" and options.stop_on:
-                    code = getattr(outcome.error, "code", None)
-                    if code in options.stop_on:
-                        run.stop(f"the provider refused the account: {code} ({lookup(code).description})")
-                try:
-                    try:
-                        out.send_nowait(outcome)  # room in the buffer: no trip through the loop
-                    except anyio.WouldBlock:
-                        await out.send(outcome)
-                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                    return  # the consumer stopped early: the journal still has it
-
+async def _run(
+    messages: Messages,
+    run: _RunState,
+    options: _Options,
+    start: Callable[[], None] | None,
+    concurrency: int,
+    on_progress: ProgressHook | None,
+    journal: str | Journal | None,
+) -> AsyncGenerator[Outcome, None]:
+    """Start the workers, then hand their outcomes to the consumer as they come."""
+    if start is not None:
+        start()
+    book = journal if isinstance(journal, Journal) or journal is None else Journal(journal)
+    run.progress.started_at = time.monotonic()
+    # `concurrency` workers, each pulling the next input only once it is free: the slot is
+    # taken before the input is pulled, and a worker waiting to hand its outcome to a slow
+    # consumer still holds its slot, so at most `concurrency` sends plus `concurrency`
+    # buffered outcomes exist at any time. One long-lived task per slot, not one per message.
+    send_stream, receive_stream = anyio.create_memory_object_stream[Outcome](concurrency)
+    source = _Source(messages, run)
     workers = concurrency
     if isinstance(messages, Sized):
         workers = max(1, min(concurrency, len(messages)))
     try:
         async with anyio.create_task_group() as tg:
-            async with send_stream, work_receive:
-                if async_source is not None:
-                    tg.start_soon(puller)
+            async with send_stream, source.inbox:
+                if source.is_async:
+                    tg.start_soon(source.puller)
                 else:
-                    work_send.close()
+                    source.outbox.close()
                 for _ in range(workers):
-                    tg.start_soon(worker, send_stream.clone(), work_receive.clone())
-            async with receive_stream:
-                while True:
-                    # take what is buffered without a trip through the event loop per
-                    # outcome; wait only when the buffer is empty
-                    try:
-                        outcome = receive_stream.receive_nowait()
-                    except anyio.WouldBlock:
-                        try:
-                            outcome = await receive_stream.receive()
-                        except anyio.EndOfStream:
-                            break
-                    except anyio.EndOfStream:
-                        break
-                    progress.done += 1
-                    progress.counts[outcome.status] = progress.counts.get(outcome.status, 0) + 1
-                    if on_progress is not None:
-                        maybe = on_progress(progress)
-                        if inspect.isawaitable(maybe):
-                            await maybe
+                    worker = _Worker(source, book, run, options)
+                    tg.start_soon(worker.run, send_stream.clone(), source.inbox.clone())
+            async with aclosing(_consume(receive_stream, run, on_progress)) as outcomes:
+                async for outcome in outcomes:
                     try:
                         yield outcome
                     except GeneratorExit:
@@ -508,6 +476,100 @@ async def _run(
     finally:
         if book is not None:
             book.close()
+
+
+async def _consume(
+    receive_stream: ObjectReceiveStream[Outcome], run: _RunState, on_progress: ProgressHook | None
+) -> AsyncGenerator[Outcome, None]:
+    """The consumer's side: count each outcome, report progress, yield it."""
+    progress = run.progress
+    async with receive_stream:
+        while True:
+            # take what is buffered without a trip through the event loop per outcome;
+            # wait only when the buffer is empty
+            try:
+                outcome = receive_stream.receive_nowait()
+            except anyio.WouldBlock:
+                try:
+                    outcome = await receive_stream.receive()
+                except anyio.EndOfStream:
+                    break
+            except anyio.EndOfStream:
+                break
+            progress.done += 1
+            progress.counts[outcome.status] = progress.counts.get(outcome.status, 0) + 1
+            if on_progress is not None:
+                maybe = on_progress(progress)
+                if inspect.isawaitable(maybe):
+                    await maybe
+            yield outcome
+
+
+class _Worker:
+    """One of the run's ``concurrency`` long-lived senders: pull, send, hand the outcome on."""
+
+    __slots__ = ("book", "options", "source", "state")
+
+    def __init__(self, source: _Source, book: Journal | None, state: _RunState, options: _Options) -> None:
+        self.source, self.book, self.state, self.options = source, book, state, options
+
+    async def run(self, out: ObjectSendStream[Outcome], inbox: ObjectReceiveStream[tuple[int, Any]]) -> None:
+        async with out, inbox:
+            while not self.state.stopped:
+                pulled, outcome = await self._take_and_send(inbox)
+                if pulled is None:
+                    return  # the end of the input, or stopped while waiting for it
+                if outcome is None:  # taken, then stopped before the wire: provably not sent
+                    outcome = _stopped(pulled, self.state.stop_reason)
+                else:
+                    self._stop_if_needed(outcome)
+                try:
+                    try:
+                        out.send_nowait(outcome)  # room in the buffer: no trip through the loop
+                    except anyio.WouldBlock:
+                        await out.send(outcome)
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    return  # the consumer stopped early: the journal still has it
+
+    async def _take_and_send(
+        self, inbox: ObjectReceiveStream[tuple[int, Any]]
+    ) -> tuple[tuple[int, Any] | None, Outcome | None]:
+        """Pull one item and send it. Until its request goes on the wire the worker can be
+        stopped (waiting for input, for its number's turn, or for the limiter); after, it
+        finishes, so the outcome of a request on the wire is always known."""
+        run, progress = self.state, self.state.progress
+        pulled: tuple[int, Any] | None = None
+        with anyio.CancelScope() as scope:
+            run.cancellable.add(scope)
+
+            def on_wire() -> None:
+                if run.stopped:
+                    raise _Stopped  # the send refunds its limiter slot; nothing written
+                run.cancellable.discard(scope)
+
+            try:
+                pulled = await self.source.pull(inbox)
+                if pulled is None or run.stopped:
+                    return pulled, None
+                progress.in_flight += 1
+                try:
+                    return pulled, await _send_one(pulled, self.book, on_wire, run, self.options)
+                finally:
+                    progress.in_flight -= 1
+            except _Stopped:
+                pass
+            finally:
+                run.cancellable.discard(scope)
+        return pulled, None
+
+    def _stop_if_needed(self, outcome: Outcome) -> None:
+        """A conflict, or an answer about the account, stops the run."""
+        if outcome.status == "conflict":
+            self.state.stop(f"{outcome.error}")
+        elif outcome.status == "rejected" and self.options.stop_on:
+            code = getattr(outcome.error, "code", None)
+            if code in self.options.stop_on:
+                self.state.stop(f"the provider refused the account: {code} ({lookup(code).description})")
 
 
 def _stopped(pulled: tuple[int, Any], reason: str | None) -> Outcome:
@@ -580,16 +642,14 @@ def _line_of(message: Message) -> int | None:
 
 
 async def _send_one(
-    client: IhuyiClient,
-    index: int,
-    item: Any,
+    pulled: tuple[int, Any],
     book: Journal | None,
-    clock: Any,
-    before_wire: Callable[[], None] | None,
+    before_wire: Callable[[], None],
     run: _RunState,
     options: _Options,
-    progress: BatchProgress,
 ) -> Outcome:
+    """One item's outcome: read it as a message, check the journal, send it."""
+    index, item = pulled
     try:
         message = Message.from_any(item)
     except Exception as exc:  # a malformed item, whatever it raised: nothing was sent
@@ -600,75 +660,101 @@ async def _send_one(
     if book is not None:
         fp = fingerprint(message)
         key = message_key(message, fp, run.occurrences)
-        previous = book.previous(key)
-        if (
-            previous is not None
-            and previous.fp is not None
-            and previous.fp != fp
-            and options.on_conflict != "skip"
-        ):
-            if options.on_conflict == "stop":
-                where = f" (line {previous.line})" if previous.line is not None else ""
-                error = ValueError(
-                    f"conflict: id {key!r} was journaled for a different message{where}; "
-                    "resume with the input the journal was written for, or choose on_conflict"
-                )
-                return Outcome(index, message, "conflict", error=error, item=item)
-            previous = None  # "send": a new message under an old id
-        if previous is not None and previous.status == "accepted":
-            return Outcome(index, message, "already_accepted", smsid=previous.smsid, item=item)
-        if (
-            previous is not None
-            and previous.status in ("unknown", "pending")
-            and not options.resend_unknown
-        ):
-            return Outcome(index, message, "already_unknown", item=item)
+        skip = _resumed(book.previous(key), fp, key, index, message, item, options)
+        if skip is not None:
+            return skip
+    return await _Send(book, key, fp, index, message, item, before_wire, run.progress).go(options)
 
-    wired = False  # set once the request may go on the wire: decides the status of a failure
 
-    def on_wire() -> None:
-        nonlocal wired
-        if before_wire is not None:
-            before_wire()  # may raise to stop the send (nothing written, slot refunded)
-        if book is not None:
-            book.write(
-                key,
+def _resumed(
+    previous: JournalEntry | None,
+    fp: str,
+    key: str,
+    index: int,
+    message: Message,
+    item: object,
+    options: _Options,
+) -> Outcome | None:
+    """What the journal says of an earlier run's message: skip it, a conflict, or ``None``: send."""
+    if previous is None:
+        return None
+    if previous.fp is not None and previous.fp != fp and options.on_conflict != "skip":
+        if options.on_conflict == "send":
+            return None  # a new message under an old id
+        where = f" (line {previous.line})" if previous.line is not None else ""
+        error = ValueError(
+            f"conflict: id {key!r} was journaled for a different message{where}; "
+            "resume with the input the journal was written for, or choose on_conflict"
+        )
+        return Outcome(index, message, "conflict", error=error, item=item)
+    if previous.status == "accepted":
+        return Outcome(index, message, "already_accepted", smsid=previous.smsid, item=item)
+    if previous.status in ("unknown", "pending") and not options.resend_unknown:
+        return Outcome(index, message, "already_unknown", item=item)
+    return None
+
+
+class _Send:
+    """One message's send: the journal's ``pending`` mark right before the wire, its outcome
+    after, and whether the request may have gone (which decides a failure's status)."""
+
+    __slots__ = ("before_wire", "book", "fp", "index", "item", "key", "message", "progress", "wired")
+
+    def __init__(
+        self,
+        book: Journal | None,
+        key: str,
+        fp: str,
+        index: int,
+        message: Message,
+        item: object,
+        before_wire: Callable[[], None],
+        progress: BatchProgress,
+    ) -> None:
+        self.book, self.key, self.fp, self.index = book, key, fp, index
+        self.message, self.item, self.before_wire, self.progress = message, item, before_wire, progress
+        self.wired = False  # set once the request may go on the wire
+
+    def on_wire(self) -> None:
+        self.before_wire()  # may raise to stop the send (nothing written, slot refunded)
+        message = self.message
+        if self.book is not None:
+            self.book.write(
+                self.key,
                 "pending",
-                fp=fp,
+                fp=self.fp,
                 mobile=mask_mobile(message.mobile),
                 digest=content_digest(message.content or "|".join(message.variables or ())),
                 line=_line_of(message),
             )
-        wired = True
-        progress.on_wire += 1
+        self.wired = True
+        self.progress.on_wire += 1
 
-    try:
-        while True:
-            try:
-                if message.template_id is not None:
-                    result = await client._send_template(
-                        message.mobile, message.template_id, message.variables or (), message.kind, on_wire
-                    )
-                elif message.content is None:
-                    raise ValueError("message has neither content nor template_id")
-                else:
-                    result = await client._send_text(message.mobile, message.content, message.kind, on_wire)
-            except _Stopped:
-                raise
-            except LocalRateLimitError as exc:
-                # The per-second bucket: wait the turn instead of failing (the batch paces).
-                if not wired and exc.code == 4080 and exc.retry_after is not None and clock is not None:
-                    await clock.sleep(exc.retry_after)
-                    continue
-                return _finish(book, key, index, message, item, exc, wired)
-            except Exception as exc:  # any type: the status comes from where the send stopped
-                return _finish(book, key, index, message, item, exc, wired)
-            if book is not None:
-                book.write(key, "accepted", smsid=result.smsid)
-            return Outcome(index, message, "accepted", result=result, smsid=result.smsid, item=item)
-    finally:
-        if wired:
-            progress.on_wire -= 1
+    async def go(self, options: _Options) -> Outcome:
+        message, clock = self.message, options.clock
+        try:
+            while True:
+                try:
+                    result = await options.send(message, self.on_wire, None)
+                except _Stopped:
+                    raise
+                except LocalRateLimitError as exc:
+                    # The per-second bucket: wait the turn instead of failing (the batch paces).
+                    if not self.wired and exc.code == 4080 and exc.retry_after is not None and clock is not None:
+                        await clock.sleep(exc.retry_after)
+                        continue
+                    return self.failed(exc)
+                except Exception as exc:  # any type: the status comes from where the send stopped
+                    return self.failed(exc)
+                if self.book is not None:
+                    self.book.write(self.key, "accepted", smsid=result.smsid)
+                return Outcome(self.index, message, "accepted", result=result, smsid=result.smsid, item=self.item)
+        finally:
+            if self.wired:
+                self.progress.on_wire -= 1
+
+    def failed(self, exc: Exception) -> Outcome:
+        return _finish(self.book, self.key, self.index, self.message, self.item, exc, self.wired)
 
 
 def _finish(

@@ -380,8 +380,10 @@ class IhuyiClient(_BaseClient):
 
         path_or_journal = journal if journal is None or isinstance(journal, Journal) else str(journal)
         return send_many(
-            self,
+            self._send_message,
             messages,
+            clock=self._limiter.clock if self._limiter is not None else None,
+            start=self._enter,
             concurrency=concurrency,
             on_progress=on_progress,
             journal=path_or_journal,
@@ -389,6 +391,19 @@ class IhuyiClient(_BaseClient):
             stop_on=ACCOUNT_LEVEL_CODES if stop_on is DEFAULT else stop_on,
             resend_unknown=resend_unknown,
         )
+
+    async def _send_message(
+        self, message: Message, on_wire: Callable[[], None] | None, idempotency_key: str | None
+    ) -> SendResult:
+        """One batch message, a template or a text: the send function ``send_many`` runs."""
+        if message.template_id is not None:
+            return await self._send_template(
+                message.mobile, message.template_id, message.variables or (), message.kind,
+                on_wire, idempotency_key,
+            )
+        if message.content is None:
+            raise ValueError("message has neither content nor template_id")
+        return await self._send_text(message.mobile, message.content, message.kind, on_wire, idempotency_key)
 
     async def add_template(self, content: str) -> TemplateResult:
         """Submit a template for review; ``【变量】`` marks each variable (legacy flavour).

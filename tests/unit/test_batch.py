@@ -440,19 +440,15 @@ async def test_a_foreign_exception_before_the_wire_is_not_sent_and_the_run_goes_
 
 
 class _RaisingClient:
-    """Duck-typed client for the batch layer alone: calls ``on_wire`` (or not), then raises."""
-
-    limiter = None
+    """A send function for the batch layer alone: calls ``on_wire`` (or not), then raises."""
 
     def __init__(self, raise_after_wire: dict[str, BaseException], raise_before: dict[str, BaseException]) -> None:
         self.after = raise_after_wire
         self.before = raise_before
         self.wired: list[str] = []
 
-    def _enter(self) -> None:
-        pass
-
-    async def _send_text(self, mobile: str, content: str, kind: object, on_wire: object) -> object:
+    async def send(self, message: ih.Message, on_wire: object, key: str | None) -> ih.SendResult:
+        mobile, content = message.mobile, str(message.content)
         await anyio.lowlevel.checkpoint()
         if content in self.before:
             raise self.before[content]
@@ -486,7 +482,7 @@ async def test_batch_status_comes_from_where_the_send_stopped(tmp_path: Path) ->
     fake = _RaisingClient(after, before)
     msgs = [{"mobile": "13800138000", "content": c, "id": c} for c in [*after, *before, "fine"]]
     journal = tmp_path / "j.jsonl"
-    got = {o.message.id: o.status async for o in send_many(fake, msgs, concurrency=3, journal=journal)}  # type: ignore[arg-type, union-attr]
+    got = {o.message.id: o.status async for o in send_many(fake.send, msgs, concurrency=3, journal=journal)}  # type: ignore[union-attr]
     assert got == {
         "a-value": "unknown", "a-type": "unknown", "a-lookup": "unknown", "a-key": "unknown",
         "a-transport": "not_sent", "a-rejected": "rejected",
