@@ -262,6 +262,7 @@ def _fault(data: Mapping[str, Any]) -> _faults.Fault:
     raise _HttpError(400, "kind must be one of http_error, latency, garbage, disconnect, hang")
 
 
+# long: the JSON API's route table, one branch per documented route, read top to bottom
 async def _api(emulator: Emulator, method: str, path: str, query: Mapping[str, str], data: dict[str, Any], send: Send) -> None:
     if method == "GET":
         if path == "/api/state":

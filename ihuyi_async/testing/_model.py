@@ -615,6 +615,7 @@ class ProviderModel:
             return 40502
         return 0
 
+    # long: the provider's checks in the order it applies them (one early return each)
     def _submit(self, call: Call) -> tuple[int, dict[str, str]]:
         fields = call.fields
         failed = {"smsid": "0"}
@@ -690,6 +691,7 @@ class ProviderModel:
         self._accepted(message)
         return 2, {"smsid": smsid}
 
+    # long: a sibling product's checks in the provider's order, as _submit's
     def _submit_product(self, call: Call, product: str, account: str) -> tuple[int, dict[str, str]]:
         """A sibling product's Submit (lock held; the caller is authenticated); the
         guesses are listed in the module docs."""
