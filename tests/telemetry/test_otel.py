@@ -62,7 +62,7 @@ def ok(request: httpx.Request) -> httpx.Response:
 
 def points(reader: InMemoryMetricReader, name: str) -> list[Any]:
     data = reader.get_metrics_data()
-    found = []
+    found: list[Any] = []
     for resource in data.resource_metrics if data else ():
         for scope in resource.scope_metrics:
             for metric in scope.metrics:
