@@ -37,6 +37,9 @@ from ._clock import Clock
 from ._codes import ACCOUNT_LEVEL_CODES, lookup
 from ._exceptions import (
     ApiError,
+    DeliveryUnknownError,
+    IdempotencyInProgressError,
+    IdempotencyKeyReuseError,
     IhuyiError,
     LocalRateLimitError,
     TransportError,
@@ -68,6 +71,7 @@ OutcomeStatus = Literal[
     "unknown",           # it may have been sent: reconcile, never resend blindly
     "already_accepted",  # skipped: the journal says an earlier run got it accepted
     "already_unknown",   # skipped: an earlier run left its outcome unknown
+    "in_progress",       # not sent by this run: another run holds its idempotency key
     "conflict",          # not sent: the journal has a different message under this id
 ]
 
@@ -265,6 +269,12 @@ def _status_of(exc: Exception, wired: bool) -> OutcomeStatus:
     transport's proof that nothing was written (``not_sent``) is certain; any other exception,
     of whatever type, is ``unknown``: a sent message is never reported as unsent.
     """
+    if isinstance(exc, DeliveryUnknownError):
+        return "unknown"  # even before the wire: an earlier send's outcome, replayed by its key
+    if isinstance(exc, IdempotencyKeyReuseError):
+        return "conflict"  # another run sent another message under this id
+    if isinstance(exc, IdempotencyInProgressError):
+        return "in_progress"
     if not wired:
         if isinstance(exc, LocalRateLimitError):
             return "refused"
@@ -327,11 +337,14 @@ def send_many(
     on_conflict: ConflictPolicy = "stop",
     stop_on: Collection[int] | None = ACCOUNT_LEVEL_CODES,
     resend_unknown: bool = False,
+    idempotency_keys: bool = False,
 ) -> BatchRun:
     """Run a batch with ``send`` (see :meth:`IhuyiClient.send_many` for the semantics).
 
     :param clock: waits a number's per-second turn (``None``: such a refusal is the outcome).
     :param start: called when the iteration starts (the client checks it is open there).
+    :param idempotency_keys: send each message with its ``id`` as its idempotency key.
+    :raises ValueError: with ``idempotency_keys``, a message of a sized input has no ``id``.
     """
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise ValueError(f"concurrency must be a positive int, not {concurrency!r}")
@@ -343,6 +356,8 @@ def send_many(
         isinstance(c, int) and not isinstance(c, bool) for c in stop_on
     ):
         raise TypeError(f"stop_on must be a collection of int codes or None, not {stop_on!r}")
+    if idempotency_keys and isinstance(messages, Collection):
+        _check_ids(messages)
     run = _RunState()
     options = _Options(
         send=send,
@@ -350,6 +365,7 @@ def send_many(
         on_conflict=on_conflict,
         stop_on=frozenset(stop_on),
         resend_unknown=bool(resend_unknown),
+        idempotency_keys=bool(idempotency_keys),
     )
     gen = _run(messages, run, options, start, concurrency, on_progress, journal)
     return BatchRun(gen, run)
@@ -362,6 +378,15 @@ class _Options:
     on_conflict: ConflictPolicy = "stop"
     stop_on: frozenset[int] = ACCOUNT_LEVEL_CODES
     resend_unknown: bool = False
+    idempotency_keys: bool = False
+
+
+def _check_ids(messages: Collection[Any]) -> None:
+    """Every message of a sized input has an ``id``, checked before anything is sent."""
+    for index, item in enumerate(messages):
+        raw = item.id if isinstance(item, Message) else item.get("id") if isinstance(item, Mapping) else None
+        if raw is None or raw == "":
+            raise ValueError(f"idempotency_keys=True needs an id on every message; message {index} has none")
 
 
 class _Source:
@@ -663,6 +688,11 @@ async def _send_one(
         skip = _resumed(book.previous(key), fp, key, index, message, item, options)
         if skip is not None:
             return skip
+    if options.idempotency_keys and message.id is None:  # an unsized input: found only now
+        error = ValueError("idempotency_keys=True needs an id on every message; this one has none")
+        if book is not None:
+            book.write(key, "invalid", fp=fp, reason=str(error))
+        return Outcome(index, message, "invalid", error=error, item=item)
     return await _Send(book, key, fp, index, message, item, before_wire, run.progress).go(options)
 
 
@@ -735,7 +765,8 @@ class _Send:
         try:
             while True:
                 try:
-                    result = await options.send(message, self.on_wire, None)
+                    key = message.id if options.idempotency_keys else None
+                    result = await options.send(message, self.on_wire, key)
                 except _Stopped:
                     raise
                 except LocalRateLimitError as exc:
@@ -747,8 +778,9 @@ class _Send:
                 except Exception as exc:  # any type: the status comes from where the send stopped
                     return self.failed(exc)
                 if self.book is not None:
-                    self.book.write(self.key, "accepted", smsid=result.smsid)
-                return Outcome(self.index, message, "accepted", result=result, smsid=result.smsid, item=self.item)
+                    self.book.write(self.key, "accepted", smsid=result.smsid, fp=self.fp if result.replayed else None)
+                status: OutcomeStatus = "already_accepted" if result.replayed else "accepted"
+                return Outcome(self.index, message, status, result=result, smsid=result.smsid, item=self.item)
         finally:
             if self.wired:
                 self.progress.on_wire -= 1

@@ -503,6 +503,13 @@ def _failure_row(outcome: Outcome) -> dict[str, Any]:
             "code": code if isinstance(code, int) else "", "reason": str(outcome.error or "")}
 
 
+def _require_ids(source: _Source) -> None:
+    """:raises InputError: a row without an ``id`` (``--idempotency-keys`` keys rows by it)."""
+    for row in source.rows():
+        if row.get("id") in (None, ""):
+            raise InputError(f"{source.path}: line {row.get('line', '?')}: no id (--idempotency-keys needs one on every row)")
+
+
 def _parse_stop_on(text: str) -> frozenset[int]:
     if text == "account":
         return ACCOUNT_LEVEL_CODES
@@ -529,6 +536,7 @@ def batch(
     on_conflict: Annotated[str, typer.Option(help="an id whose row changed since the journal: stop, skip or send")] = "stop",
     stop_on: Annotated[str, typer.Option(help="stop at the first of these codes: account, never, or e.g. 4051,40502")] = "account",
     resend_unknown: Annotated[bool, typer.Option("--resend-unknown", help="send again what the journal left unknown (CAN DOUBLE-SEND)")] = False,
+    idempotency_keys: Annotated[bool, typer.Option("--idempotency-keys", help="each row's id is its idempotency key (every row needs an id)")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="only validate, count segments and cost")] = False,
     price: Annotated[float, typer.Option(help="price per segment, for --dry-run")] = 0.05,
     as_json: JsonOut = False,
@@ -547,6 +555,8 @@ def batch(
             _dry_run(source, flavour, price, as_json)
             return
         total = sum(1 for _ in source.rows())
+        if idempotency_keys:
+            _require_ids(source)
         book = Journal(journal) if journal is not None else None
         if book is not None and on_conflict == "stop":
             _refuse_conflicts(source, book)
@@ -567,7 +577,7 @@ def batch(
             with _progress_bar("sending", total, as_json) as tick:
                 run = client.send_many(rows, concurrency=concurrency, on_progress=tick, journal=book,
                                        on_conflict=on_conflict, stop_on=codes,  # type: ignore[arg-type]
-                                       resend_unknown=resend_unknown)
+                                       resend_unknown=resend_unknown, idempotency_keys=idempotency_keys)
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(_watch_interrupts, run, tg.cancel_scope, state)
                     async with run as outcomes:

@@ -330,6 +330,7 @@ class IhuyiClient(_BaseClient):
         on_conflict: ConflictPolicy = "stop",
         stop_on: Collection[int] | None = DEFAULT,
         resend_unknown: bool = False,
+        idempotency_keys: bool = False,
     ) -> BatchRun:
         """Send many messages, yielding one :class:`Outcome` per message as each completes.
 
@@ -373,7 +374,13 @@ class IhuyiClient(_BaseClient):
             IP not allowed, frozen account, balance, clock); ``None`` or ``()`` never stops.
         :param resend_unknown: send again what the journal left unknown or pending.
             **Can send a message twice**: only after reconciling with delivery receipts.
-        :raises ValueError: ``concurrency`` below 1, or an unknown ``on_conflict``.
+        :param idempotency_keys: send each message with its ``id`` as its idempotency key
+            (the client's key store; share a ``RedisKeyStore``), so two runs of one batch,
+            on any hosts, send each message once: one replayed by its key comes back
+            ``already_accepted`` (``result.replayed``), one another run still holds
+            ``in_progress``, an id used for another message ``conflict``.
+        :raises ValueError: ``concurrency`` below 1, an unknown ``on_conflict``, or with
+            ``idempotency_keys`` a message of a list (or other sized input) without ``id``.
         """
         from ._batch import send_many
         from ._codes import ACCOUNT_LEVEL_CODES
@@ -390,12 +397,15 @@ class IhuyiClient(_BaseClient):
             on_conflict=on_conflict,
             stop_on=ACCOUNT_LEVEL_CODES if stop_on is DEFAULT else stop_on,
             resend_unknown=resend_unknown,
+            idempotency_keys=idempotency_keys,
         )
 
     async def _send_message(
         self, message: Message, on_wire: Callable[[], None] | None, idempotency_key: str | None
     ) -> SendResult:
         """One batch message, a template or a text: the send function ``send_many`` runs."""
+        if idempotency_key is not None:
+            check_key(idempotency_key)
         if message.template_id is not None:
             return await self._send_template(
                 message.mobile, message.template_id, message.variables or (), message.kind,

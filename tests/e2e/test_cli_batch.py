@@ -333,3 +333,21 @@ def test_dry_run_says_how_many_more_and_predicts_daily_refusals(tmp_path: Path) 
     data = json.loads(run_cli("batch", str(src), "--dry-run", "--json").stdout)
     assert data["valid"] == 5 and len(data["invalid_rows"]) == 60
     assert [r["line"] for r in data["refused_rows"]] == [67, 68] and "4082" in data["refused_rows"][0]["error"]
+
+
+# -- #16.3 ids as idempotency keys ---------------------------------------------------------------
+
+
+def test_idempotency_keys_need_an_id_on_every_row_and_send_each_once(server: EmulatorServer, tmp_path: Path) -> None:
+    rows = [{"mobile": f"1380000{i:04d}", "content": f"您的订单{i}已发货", "id": f"o{i}"} for i in range(5)]
+    missing = tmp_path / "missing.csv"
+    write_csv(missing, [*rows, {"mobile": "13800009999", "content": "无编号", "id": ""}])
+    one_line_error(run_cli("batch", str(missing), "--idempotency-keys", *creds(server.url)),
+                   str(missing), "line 7", "no id")
+    assert server.emulator.requests == []
+    good = tmp_path / "good.csv"
+    write_csv(good, rows)
+    proc = run_cli("batch", str(good), "--idempotency-keys", "--json", *creds(server.url))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["counts"] == {"accepted": 5}
+    assert sorted(m.mobile for m in server.emulator.messages) == [r["mobile"] for r in rows]
