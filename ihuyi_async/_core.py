@@ -548,7 +548,9 @@ class _BaseClient:
         claim = await self._claim(store, hashed, fingerprint(*params), owner, number)
         if claim is not None:
             return _replay(claim, number, params)
-        progress = CallProgress()
+        # Right before the request can go out, the claim becomes "sending": a worker that
+        # dies before that (waiting for its turn, say) leaves a key a later call may take.
+        progress = CallProgress(gate=lambda: store.mark_sending(hashed, owner))
         try:
             result = await send(progress)
         except BaseException as exc:
@@ -626,13 +628,10 @@ class _BaseClient:
     ) -> SendResult:
         """Take a limiter slot, write the request, read the answer, settle the slot."""
         reservations = await self._reserve(out)
-        if self._write_spacing is not None and progress.gate is None:
-            if out.numbers:
-                numbers = out.numbers
-                progress.gate = lambda: self._space_writes(numbers)
-            else:
-                number = out.number
-                progress.gate = lambda: self._space_write(number)
+        if self._write_spacing is not None:
+            numbers = out.numbers or (out.number,)
+            then = progress.gate  # e.g. an idempotency key's "sending" mark, after the spacing
+            progress.gate = lambda: self._space_writes(numbers, then)
         try:
             sent_at, status, data = await self._write(out, on_wire, progress)
         except DeliveryUnknownError as exc:
@@ -677,10 +676,14 @@ class _BaseClient:
             raise
         return taken
 
-    async def _space_writes(self, numbers: tuple[str, ...]) -> None:
-        """:meth:`_space_write` for each number of a multi-number send."""
+    async def _space_writes(
+        self, numbers: tuple[str, ...], then: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
+        """:meth:`_space_write` for each number of a send, then the next gate if any."""
         for number in numbers:
             await self._space_write(number)
+        if then is not None:
+            await then()
 
     async def _space_write(self, number: str) -> None:
         """Keep one number's requests at least the per-second spacing apart *as written*.

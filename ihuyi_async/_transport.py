@@ -457,7 +457,7 @@ class HttpxTransport:
         if self._traced:
             extensions = {"timeout": self._timeout, "trace": progress.trace}
         else:
-            progress.written = True  # a transport we cannot watch: assume the worst
+            await progress.writing()  # a transport we cannot watch: assume it writes now
             extensions = {}
         if self._owned:
             # Our own client carries no cookies, auth or base URL: skip build_request's merging.

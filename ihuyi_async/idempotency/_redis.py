@@ -9,22 +9,13 @@ then fails closed (nothing is sent), as the limiter does.
 
 from __future__ import annotations
 
-import hashlib
-from importlib import resources
 from typing import Any
 
 from .._exceptions import KeyStoreUnavailableError
+from .._redis_scripts import Script, run
 from ._store import DEFAULT_LEASE, DEFAULT_TTL, LOST, Claim, KeyStore, _check_times
 
 __all__ = ["RedisKeyStore"]
-
-
-class _Script:
-    __slots__ = ("sha", "source")
-
-    def __init__(self, name: str) -> None:
-        self.source = resources.files(__package__).joinpath(f"{name}.lua").read_text("utf-8")
-        self.sha = hashlib.sha1(self.source.encode("utf-8")).hexdigest()
 
 
 def _text(value: Any) -> str:
@@ -54,7 +45,7 @@ class RedisKeyStore(KeyStore):
         lease: float = DEFAULT_LEASE,
     ) -> None:
         try:
-            import redis.exceptions as redis_exceptions
+            import redis  # noqa: F401 - fail early without the extra
         except ImportError as exc:  # pragma: no cover - exercised only without the extra
             raise ImportError(
                 "RedisKeyStore needs the 'redis' package: pip install 'ihuyi-async[redis]'"
@@ -66,25 +57,22 @@ class RedisKeyStore(KeyStore):
         self.prefix = prefix
         self.ttl = ttl
         self.lease = lease
-        self._claim = _Script("claim")
-        self._settle = _Script("settle")
-        self._no_script = redis_exceptions.NoScriptError
-        self._redis_error = redis_exceptions.RedisError
+        self._claim = Script(__package__, "claim")
+        self._settle = Script(__package__, "settle")
+        self._mark = Script(__package__, "mark")
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}{{{key}}}"
 
-    async def _eval(self, script: _Script, key: str, *args: str) -> Any:
-        try:
-            try:
-                return await self._client.evalsha(script.sha, 1, self._key(key), *args)
-            except self._no_script:
-                await self._client.script_load(script.source)
-                return await self._client.evalsha(script.sha, 1, self._key(key), *args)
-        except (self._redis_error, OSError) as exc:
-            raise KeyStoreUnavailableError(
-                f"the idempotency key store (Redis) failed: {type(exc).__name__}: {exc}"
-            ) from exc
+    async def _eval(self, script: Script, key: str, *args: str) -> Any:
+        return await run(
+            self._client,
+            script,
+            [self._key(key)],
+            args,
+            error=KeyStoreUnavailableError,
+            what="the idempotency key store (Redis)",
+        )
 
     async def claim(self, key: str, fingerprint: str, owner: str) -> Claim:
         out = await self._eval(
@@ -104,6 +92,9 @@ class RedisKeyStore(KeyStore):
 
     async def finish(self, key: str, owner: str, record: str) -> None:
         await self._eval(self._settle, key, owner, record, str(round(self.ttl * 1000)))
+
+    async def mark_sending(self, key: str, owner: str) -> None:
+        await self._eval(self._mark, key, owner)
 
     async def release(self, key: str, owner: str) -> None:
         await self._eval(self._settle, key, owner, "", str(round(self.ttl * 1000)))

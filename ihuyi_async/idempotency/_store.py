@@ -9,9 +9,12 @@ A key moves through three states, atomically in every store:
 * in flight -> absent (``release``): the send provably did not go (refused
   locally, rejected by the provider, not sent): a later call may send.
 
-A claim that finds the key in flight past its lease (its owner died, or lost its
-connection to the store before recording the outcome) turns it into **done**
-with an unknown outcome: the message may have gone, and a key never resends.
+The owner marks its claim **sending** (``mark_sending``) right before the request
+starts to go out, once it holds a connection. A claim that finds the key in flight
+past its lease (its owner died, or lost its connection to the store before
+recording the outcome) turns it into **done** with an unknown outcome if it was
+marked sending (the message may have gone, and a key never resends), and takes
+it over otherwise (the owner died waiting for its turn: nothing went).
 
 Keys are stored hashed (SHA-256 of the caller's key); the fingerprint of the
 parameters is a hash too; records hold the provider's serial, segments and times,
@@ -109,6 +112,12 @@ class KeyStore(ABC):
     async def finish(self, key: str, owner: str, record: str) -> None:
         """Record the outcome of ``owner``'s send (kept ``ttl`` seconds)."""
 
+    async def mark_sending(self, key: str, owner: str) -> None:  # noqa: B027 - optional
+        """``owner``'s request is about to go out: from now on a lost claim is unknown.
+
+        A store that does not implement it treats every lost claim as unknown.
+        """
+
     @abstractmethod
     async def release(self, key: str, owner: str) -> None:
         """Free ``key`` if ``owner`` still holds it: its send provably did not go."""
@@ -126,7 +135,7 @@ def _check_times(ttl: float, lease: float) -> None:
 
 
 class _Entry:
-    __slots__ = ("done", "expires", "fingerprint", "owner", "record", "until", "changed")
+    __slots__ = ("done", "expires", "fingerprint", "owner", "record", "sending", "until", "changed")
 
     def __init__(self, fingerprint: str, owner: str, until: float, expires: float) -> None:
         self.fingerprint = fingerprint
@@ -134,6 +143,7 @@ class _Entry:
         self.until = until  # end of the lease while in flight
         self.expires = expires
         self.done = False
+        self.sending = False
         self.record: str | None = None
         self.changed = anyio.Event()
 
@@ -179,8 +189,11 @@ class MemoryKeyStore(KeyStore):
             return Claim("claimed")
         if entry.fingerprint != fingerprint:
             return Claim("mismatch")
-        if not entry.done and entry.until <= now:
-            self._settle(key, entry, LOST, now)  # the owner is presumed dead
+        if not entry.done and entry.until <= now:  # the owner is presumed dead
+            if not entry.sending:  # it died before its request could go: take the key over
+                entry.owner, entry.until = owner, now + self.lease
+                return Claim("claimed")
+            self._settle(key, entry, LOST, now)
         if entry.done:
             return Claim("done", entry.record)
         return Claim("in_flight")
@@ -197,6 +210,11 @@ class MemoryKeyStore(KeyStore):
         entry = self._get(key, now)
         if entry is not None and entry.owner == owner and not entry.done:
             self._settle(key, entry, record, now)
+
+    async def mark_sending(self, key: str, owner: str) -> None:
+        entry = self._entries.get(key)
+        if entry is not None and entry.owner == owner and not entry.done:
+            entry.sending = True
 
     async def release(self, key: str, owner: str) -> None:
         entry = self._entries.get(key)

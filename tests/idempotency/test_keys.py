@@ -239,6 +239,7 @@ async def test_a_dead_owner_turns_unknown_after_its_lease(store: KeyStore) -> No
     hashed = hash_key("k")
     claim = await store.claim(hashed, fingerprint("13800138000", None, None, TEXT), "dead-worker")
     assert claim.state == "claimed"
+    await store.mark_sending(hashed, "dead-worker")  # it died with its request on the way
     server = Server()
     async with client_for(server, store, idempotency_wait=False) as client:
         with pytest.raises(ih.IdempotencyInProgressError):
@@ -315,3 +316,36 @@ def test_a_lease_shorter_than_a_send_is_refused() -> None:
         IhuyiClient("APIID", "KEY", timeout=None, idempotency=MemoryKeyStore())
     with pytest.raises(ValueError, match="ttl"):
         MemoryKeyStore(ttl=0)
+
+
+async def test_a_dead_owner_that_never_started_sending_frees_the_key(store: KeyStore) -> None:
+    """A worker killed while its keyed send waited for its turn sent nothing: after the lease,
+    the next call with the key takes it over and sends, once."""
+    hashed = hash_key("k")
+    await store.claim(hashed, fingerprint("13800138000", None, None, TEXT), "dead-worker")
+    server = Server()
+    async with client_for(server, store, idempotency_wait=False) as client:
+        with pytest.raises(ih.IdempotencyInProgressError):
+            await client.send("13800138000", TEXT, idempotency_key="k")
+        if isinstance(store, MemoryKeyStore):
+            store._clock.advance(store.lease + 1)  # type: ignore[attr-defined]
+        else:
+            await store._client.hset(store._key(hashed), "u", 0)  # type: ignore[attr-defined]
+        sent = await client.send("13800138000", TEXT, idempotency_key="k")
+        again = await client.send("13800138000", TEXT, idempotency_key="k")
+    assert not sent.replayed and again.replayed and server.requests == 1
+
+
+async def test_a_keyed_send_is_marked_sending_before_it_leaves(store: KeyStore) -> None:
+    marked: list[int] = []
+    server = Server()
+    original = store.mark_sending
+
+    async def spy(key: str, owner: str) -> None:
+        marked.append(server.requests)
+        await original(key, owner)
+
+    store.mark_sending = spy  # type: ignore[method-assign]
+    async with client_for(server, store) as client:
+        await client.send("13800138000", TEXT, idempotency_key="k")
+    assert marked == [0]  # once, before the server had the request
