@@ -1,25 +1,20 @@
 """RedisStore: counts shared by every process that talks to one Redis.
 
-Owns the key layout, the three Lua scripts (``acquire.lua``, ``refund.lua``,
-``observe.lua``, read with :mod:`importlib.resources`), EVALSHA with reload on
-NOSCRIPT, and the translation of Redis failures into
-:class:`~ihuyi_async.LimiterUnavailableError` (the one boundary where they are
-translated). ``redis`` is an optional dependency (extra ``redis``), imported only
+Owns the key layout and the three Lua scripts (``acquire.lua``, ``refund.lua``,
+``observe.lua``, each run behind the shared ``prelude.lua``); loading them,
+EVALSHA with reload on NOSCRIPT and the translation of Redis failures into
+:class:`~ihuyi_async.LimiterUnavailableError` are :mod:`ihuyi_async._redis_scripts`'. ``redis`` is an optional dependency (extra ``redis``), imported only
 when a :class:`RedisStore` is built.
 """
 
 from __future__ import annotations
 
-import hashlib
-from importlib import resources
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from .._exceptions import LimiterUnavailableError
+from .._redis_scripts import Script, read_script, run
 from ._rules import RuleSet
 from ._store import Grant, Refusal, Store
-
-if TYPE_CHECKING:  # pragma: no cover
-    from collections.abc import Sequence
 
 __all__ = ["RedisStore", "load_script"]
 
@@ -27,21 +22,16 @@ _ALG = {"token_bucket": "0", "fixed_window": "1", "rolling_window": "2"}
 _US = 1_000_000
 
 
+_PRELUDE = ("prelude",)
+
+
 def load_script(name: str) -> str:
-    """The source of one of the package's Lua scripts (``"acquire"``, ``"refund"``, ``"observe"``)."""
-    return resources.files(__package__).joinpath(f"{name}.lua").read_text(encoding="utf-8")
+    """The source Redis runs for ``"acquire"``, ``"refund"`` or ``"observe"`` (prelude included)."""
+    return read_script(__package__, name, prelude=_PRELUDE)
 
 
 def _us(seconds: float) -> int:
     return round(seconds * _US)
-
-
-class _Script:
-    __slots__ = ("sha", "source")
-
-    def __init__(self, name: str) -> None:
-        self.source = load_script(name)
-        self.sha = hashlib.sha1(self.source.encode("utf-8")).hexdigest()
 
 
 class RedisStore(Store):
@@ -91,7 +81,6 @@ class RedisStore(Store):
         "_acquire",
         "_args",
         "_client",
-        "_errors",
         "_observe",
         "_refund",
         "prefix",
@@ -106,7 +95,7 @@ class RedisStore(Store):
         time_source: Literal["caller", "server"] = "caller",
     ) -> None:
         try:
-            import redis.exceptions as redis_exceptions
+            import redis  # noqa: F401 - fail early without the extra
         except ImportError as exc:  # pragma: no cover - exercised only without the extra
             raise ImportError(
                 "RedisStore needs the 'redis' package: pip install 'ihuyi-async[redis]'"
@@ -118,14 +107,10 @@ class RedisStore(Store):
         self._client = client
         self.prefix = prefix
         self.time_source = time_source
-        self._acquire = _Script("acquire")
-        self._refund = _Script("refund")
-        self._observe = _Script("observe")
+        self._acquire = Script(__package__, "acquire", prelude=_PRELUDE)
+        self._refund = Script(__package__, "refund", prelude=_PRELUDE)
+        self._observe = Script(__package__, "observe", prelude=_PRELUDE)
         self._args: dict[tuple[RuleSet, tuple[int, ...]], list[str]] = {}
-        self._errors = (
-            redis_exceptions.NoScriptError,
-            redis_exceptions.RedisError,
-        )
 
     @property
     def client(self) -> Any:
@@ -161,18 +146,15 @@ class RedisStore(Store):
     def _now(self, now: float) -> str:
         return "" if self.time_source == "server" else str(_us(now))
 
-    async def _eval(self, script: _Script, keys: tuple[str, str], args: Sequence[str]) -> Any:
-        no_script, redis_error = self._errors
-        try:
-            try:
-                return await self._client.evalsha(script.sha, 2, *keys, *args)
-            except no_script:
-                await self._client.script_load(script.source)
-                return await self._client.evalsha(script.sha, 2, *keys, *args)
-        except (redis_error, OSError) as exc:
-            raise LimiterUnavailableError(
-                f"the limiter's Redis store failed: {type(exc).__name__}: {exc}"
-            ) from exc
+    async def _eval(self, script: Script, keys: tuple[str, str], args: list[str]) -> Any:
+        return await run(
+            self._client,
+            script,
+            keys,
+            args,
+            error=LimiterUnavailableError,
+            what="the limiter's Redis store",
+        )
 
     async def reserve(
         self,

@@ -1,16 +1,12 @@
 -- ihuyi-async limiter: reserve one send for one number, atomically, in one call.
 --
--- KEYS[1]  the number's hash     <prefix>{<mobile>}
--- KEYS[2]  the content's hash    <prefix>{<mobile>}:c:<digest>  (same slot: hash tag)
+-- KEYS, rules, times: see prelude.lua
 -- ARGV[1]  now, integer microseconds; '' = use this server's TIME
 -- ARGV[2]  longest wait allowed, microseconds (0 = never wait)
 -- ARGV[3]  '1' take, '0' peek (earliest time a send would be granted; changes nothing)
--- ARGV[4..] six per rule, buckets first:
---          algorithm (0 token bucket, 1 fixed window, 2 rolling window), field,
---          limit, period (us; a bucket: its interval, period + margin), offset (us),
---          scope (0 number, 1 content)
+-- ARGV[4..] six per rule (prelude.lua)
 --
--- State, all integers in microseconds (formatted with %.0f: never lose digits):
+-- State, all integers in microseconds:
 --   bucket  <field>     theoretical arrival time (GCRA)
 --   fixed   <field>:w   window index, <field>:n  count in that window
 --   rolling <field>     sorted, space-separated send times
@@ -18,26 +14,14 @@
 -- Returns {1, now, send_at, undo...}   granted (undo: each bucket's state before)
 --         {0, now, rule, retry_at, resets_at}   refused (rule: 1-based in ARGV)
 --         {2, now, earliest}   peek
-local now
-if ARGV[1] == '' then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-else
-  now = tonumber(ARGV[1])
-end
+local now = clock_now(ARGV[1])
 local maxd = tonumber(ARGV[2])
 local take = ARGV[3] == '1'
 local n = (#ARGV - 3) / 6
 
 local alg, field, limit, period, offset, key, st, cnt = {}, {}, {}, {}, {}, {}, {}, {}
 for i = 1, n do
-  local b = 3 + (i - 1) * 6
-  alg[i] = tonumber(ARGV[b + 1])
-  field[i] = ARGV[b + 2]
-  limit[i] = tonumber(ARGV[b + 3])
-  period[i] = tonumber(ARGV[b + 4])
-  offset[i] = tonumber(ARGV[b + 5])
-  key[i] = KEYS[tonumber(ARGV[b + 6]) + 1]
+  alg[i], field[i], limit[i], period[i], offset[i], key[i] = rule_at(3 + (i - 1) * 6)
   if alg[i] == 0 then
     st[i] = tonumber(redis.call('HGET', key[i], field[i])) or 0
   elseif alg[i] == 1 then
@@ -109,7 +93,7 @@ for i = 1, n do
   if alg[i] == 0 then
     out[#out + 1] = st[i]
     local tat = math.max(st[i], send) + period[i]
-    redis.call('HSET', k, field[i], string.format('%.0f', tat))
+    redis.call('HSET', k, field[i], us(tat))
     keep(k, tat)
   elseif alg[i] == 1 then
     local idx = math.floor((send + offset[i]) / period[i])
@@ -117,7 +101,7 @@ for i = 1, n do
       redis.call('HINCRBY', k, field[i] .. ':n', 1)
       idx = st[i]
     else
-      redis.call('HSET', k, field[i] .. ':w', string.format('%.0f', idx), field[i] .. ':n', 1)
+      redis.call('HSET', k, field[i] .. ':w', us(idx), field[i] .. ':n', 1)
     end
     keep(k, (idx + 1) * period[i] - offset[i])
   else
@@ -126,20 +110,17 @@ for i = 1, n do
     for _, v in ipairs(st[i]) do
       if v > now - period[i] then
         if not placed and v > send then
-          kept[#kept + 1] = string.format('%.0f', send)
+          kept[#kept + 1] = us(send)
           placed = true
         end
-        kept[#kept + 1] = string.format('%.0f', v)
+        kept[#kept + 1] = us(v)
       end
     end
-    if not placed then kept[#kept + 1] = string.format('%.0f', send) end
+    if not placed then kept[#kept + 1] = us(send) end
     redis.call('HSET', k, field[i], table.concat(kept, ' '))
     keep(k, send + period[i])
   end
 end
 -- every key expires once its last state no longer matters (only ever extended)
-for k, until_ in pairs(ttl) do
-  local ms = math.ceil((until_ - now) / 1000) + 1000
-  if redis.call('PTTL', k) < ms then redis.call('PEXPIRE', k, ms) end
-end
+for k, until_ in pairs(ttl) do keep_until(k, until_, now) end
 return out

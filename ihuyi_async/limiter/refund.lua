@@ -1,8 +1,8 @@
 -- ihuyi-async limiter: give back what one reservation took, in one call.
 --
--- KEYS[1], KEYS[2]  as in acquire.lua
+-- KEYS[1], KEYS[2]  as in prelude.lua
 -- ARGV[1]  the reservation's send time, integer microseconds
--- ARGV[2..] seven per rule, as in acquire.lua plus the rule's undo value
+-- ARGV[2..] seven per rule, the six of prelude.lua plus the rule's undo value
 --          (a bucket's state before the reservation; 0 for windows)
 --
 -- A window gets its count back when the send's window is still the current one;
@@ -12,11 +12,7 @@ local send = tonumber(ARGV[1])
 local n = (#ARGV - 1) / 7
 for i = 1, n do
   local b = 1 + (i - 1) * 7
-  local alg = tonumber(ARGV[b + 1])
-  local field = ARGV[b + 2]
-  local period = tonumber(ARGV[b + 4])
-  local offset = tonumber(ARGV[b + 5])
-  local k = KEYS[tonumber(ARGV[b + 6]) + 1]
+  local alg, field, _limit, period, offset, k = rule_at(b)
   if alg == 0 then
     local before = tonumber(ARGV[b + 7])
     local cur = tonumber(redis.call('HGET', k, field))
@@ -24,7 +20,7 @@ for i = 1, n do
       if before <= 0 then
         redis.call('HDEL', k, field)
       else
-        redis.call('HSET', k, field, string.format('%.0f', before))
+        redis.call('HSET', k, field, us(before))
       end
     end
   elseif alg == 1 then

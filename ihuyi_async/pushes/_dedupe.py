@@ -1,6 +1,7 @@
 """Dedupe stores: remember which pushes were handled, and which are being handled.
 
-Owns the :class:`DedupeStore` protocol, :class:`ClaimState`, :class:`MemoryDedupe`
+Owns the :class:`DedupeStore` interface (an ABC, like the limiter's and the
+idempotency stores), :class:`ClaimState`, :class:`MemoryDedupe`
 (one process) and :class:`RedisDedupe` (several workers, ``redis`` extra). Stores
 hold no clock: the receiver passes ``now`` (Unix seconds from its injectable
 clock), so tests own time and Redis agrees with the receiver about windows.
@@ -17,11 +18,14 @@ seconds and a later retry of the provider may claim the item again.
 
 from __future__ import annotations
 
+import abc
 import enum
 import heapq
 import math
-from importlib import resources
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any
+
+from .._exceptions import StoreUnavailableError
+from .._redis_scripts import Script, run
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -44,9 +48,8 @@ class ClaimState(enum.Enum):
     DONE = "done"
 
 
-@runtime_checkable
-class DedupeStore(Protocol):
-    """What the receiver needs of a dedupe store.
+class DedupeStore(abc.ABC):
+    """What the receiver needs of a dedupe store: subclass it to add a backend.
 
     Keys are opaque digests (``"receipt:<hex>"``): they never contain a number or
     content. ``token`` identifies one claimant so a late release cannot remove
@@ -56,20 +59,22 @@ class DedupeStore(Protocol):
     .. versionadded:: 0.1.0
     """
 
+    __slots__ = ()
+
+    @abc.abstractmethod
     async def claim(self, key: str, token: str, *, now: float, lease: float) -> ClaimState:
         """Claim ``key`` for ``lease`` seconds unless it is in progress or handled."""
-        ...
 
+    @abc.abstractmethod
     async def complete(self, key: str, token: str, *, now: float, ttl: float) -> None:
         """Mark ``key`` handled for ``ttl`` seconds (``ttl <= 0``: forget it now)."""
-        ...
 
+    @abc.abstractmethod
     async def release(self, key: str, token: str) -> None:
         """Drop the claim ``token`` holds on ``key`` (its handler failed)."""
-        ...
 
 
-class MemoryDedupe:
+class MemoryDedupe(DedupeStore):
     """An in-process dedupe store: a dict plus an expiry heap, no background task.
 
     Expired entries are evicted lazily on each claim, so memory is bounded by the
@@ -125,15 +130,11 @@ class MemoryDedupe:
         return f"MemoryDedupe(entries={len(self._entries)})"
 
 
-def _script(name: str) -> str:
-    return resources.files("ihuyi_async.pushes").joinpath(name).read_text(encoding="utf-8")
-
-
 def _ms(seconds: float) -> int:
     return max(1, math.ceil(seconds * 1000))
 
 
-class RedisDedupe:
+class RedisDedupe(DedupeStore):
     """A dedupe store in Redis, shared by every worker that uses the same prefix.
 
     One key per item, ``SET``-with-expiry style: a claim is written only when the
@@ -141,6 +142,8 @@ class RedisDedupe:
     for the window, a failed handler's claim is deleted only if still its own
     (``dedupe_release.lua``). Logical expiry follows the receiver's clock (``now`` is
     passed in); each key also carries a Redis TTL, so nothing outlives its window.
+    Any Redis or socket failure raises :class:`~ihuyi_async.StoreUnavailableError`
+    (the receiver answers 503).
 
     :param client: a ``redis.asyncio.Redis`` client; it stays yours to close.
     :param prefix: prefix of every key.
@@ -154,8 +157,18 @@ class RedisDedupe:
         self._client = client
         self._prefix = prefix
         self._owns_client = False
-        self._claim = client.register_script(_script("dedupe_claim.lua"))
-        self._release = client.register_script(_script("dedupe_release.lua"))
+        self._claim = Script(__package__, "dedupe_claim")
+        self._release = Script(__package__, "dedupe_release")
+
+    async def _run(self, script: Script, key: str, *args: str | int) -> Any:
+        return await run(
+            self._client,
+            script,
+            [self._prefix + key],
+            args,
+            error=StoreUnavailableError,
+            what="the push dedupe store (Redis)",
+        )
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str = "ihuyi:push:", **kwargs: Any) -> RedisDedupe:
@@ -186,9 +199,8 @@ class RedisDedupe:
             await self._client.aclose()
 
     async def claim(self, key: str, token: str, *, now: float, lease: float) -> ClaimState:
-        result = await self._claim(
-            keys=[self._prefix + key],
-            args=[token, repr(float(now)), repr(float(now + lease)), _ms(lease)],
+        result = await self._run(
+            self._claim, key, token, repr(float(now)), repr(float(now + lease)), _ms(lease)
         )
         return (ClaimState.CLAIMED, ClaimState.IN_PROGRESS, ClaimState.DONE)[int(result)]
 
@@ -199,7 +211,7 @@ class RedisDedupe:
         await self._client.set(self._prefix + key, f"D|{float(now + ttl)!r}", px=_ms(ttl))
 
     async def release(self, key: str, token: str) -> None:
-        await self._release(keys=[self._prefix + key], args=[token])
+        await self._run(self._release, key, token)
 
     def __repr__(self) -> str:
         return f"RedisDedupe(prefix={self._prefix!r})"
