@@ -7,7 +7,7 @@ import json
 import pytest
 
 from ihuyi_async import FakeClock
-from ihuyi_async._demo import DemoSummary, format_summary, run_demo
+from ihuyi_async._cli._demo import DemoSummary, format_summary, run_demo
 
 pytestmark = pytest.mark.anyio
 

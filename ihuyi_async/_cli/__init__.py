@@ -1,4 +1,4 @@
-"""The ``ihuyi-async`` command-line tool (extra ``cli``: typer and rich).
+"""The ``ihuyi-async`` command-line tool (extra ``cli``: typer and rich), and beside it the demo (``_demo``).
 
 Commands: ``send``, ``balance``, ``template add``, ``explain``, ``batch``, ``journal``,
 ``emulator``, ``demo``. Credentials come from ``--account``/``--api-key`` or
@@ -41,14 +41,14 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 import anyio
 
-from ._batch import BatchProgress, BatchRun, Outcome, find_conflicts
-from ._client import IhuyiClient
-from ._codes import ACCOUNT_LEVEL_CODES, lookup
-from ._codes import explain as explain_code
-from ._exceptions import ApiError, DeliveryUnknownError, IhuyiError
-from ._journal import UNRESOLVED, Journal, JournalEntry
-from ._redact import mask_mobile
-from ._validation import check_kind
+from .._batch import BatchProgress, BatchRun, Outcome, find_conflicts
+from .._client import IhuyiClient
+from .._codes import ACCOUNT_LEVEL_CODES, lookup
+from .._codes import explain as explain_code
+from .._exceptions import ApiError, DeliveryUnknownError, IhuyiError
+from .._journal import UNRESOLVED, Journal, JournalEntry
+from .._redact import mask_mobile
+from .._validation import check_kind
 
 __all__ = ["EXIT_CODES", "app", "main"]
 
@@ -93,7 +93,7 @@ def _usage(message: str) -> typer.Exit:
 
 def _version(value: bool) -> None:
     if value:
-        from . import __version__
+        from .. import __version__
 
         console.print(f"ihuyi-async {__version__}")
         raise typer.Exit(0)
@@ -266,7 +266,7 @@ def emulator(ctx: typer.Context) -> None:
 
     The same command, options and defaults as ``python -m ihuyi_async.testing serve``.
     """
-    from .testing._command import serve_main
+    from ..testing._command import serve_main
 
     raise typer.Exit(serve_main(ctx.args, prog="ihuyi-async emulator"))
 
@@ -728,8 +728,8 @@ def _summary(tally: _Tally, failed_path: Path | None, as_json: bool, interrupted
 def _dry_run(source: _Source, flavour: str | None, price: float, as_json: bool) -> None:
     import os
 
-    from ._config import FLAVOURS
-    from ._validation import count_segments, normalize_mobile, validate_content
+    from .._config import FLAVOURS
+    from .._validation import count_segments, normalize_mobile, validate_content
 
     name = flavour or os.environ.get("IHUYI_FLAVOUR") or "legacy"
     limit = FLAVOURS[name].max_content if name in FLAVOURS else 300

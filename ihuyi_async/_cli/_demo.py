@@ -26,9 +26,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ._batch import ProgressHook
-from ._clock import Clock, SystemClock
-from ._exceptions import ApiError, LocalRateLimitError
+from .._batch import ProgressHook
+from .._clock import Clock, SystemClock
+from .._exceptions import ApiError, LocalRateLimitError
 
 __all__ = ["DemoSummary", "format_summary", "run_demo"]
 
@@ -190,8 +190,8 @@ async def run_demo(
     """
     if messages < 1 or numbers < 1:
         raise ValueError("messages and numbers must be at least 1")
-    from ._client import IhuyiClient
-    from .testing import Emulator, EmulatorServer, Limits
+    from .._client import IhuyiClient
+    from ..testing import Emulator, EmulatorServer, Limits
 
     if backend is None:
         backend = _default_backend()
@@ -285,7 +285,7 @@ _REASONS = {
 
 def format_summary(summary: DemoSummary) -> str:
     """Render a :class:`DemoSummary` as plain text (no colours, fixed-width friendly)."""
-    from ._codes import lookup
+    from .._codes import lookup
 
     lines = [
         f"ihuyi-async demo: {summary.attempted} messages to {summary.numbers} numbers, all at once,",
