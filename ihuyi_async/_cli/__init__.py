@@ -503,6 +503,31 @@ def _failure_row(outcome: Outcome) -> dict[str, Any]:
             "code": code if isinstance(code, int) else "", "reason": str(outcome.error or "")}
 
 
+def _count_the_rest(
+    tally: _Tally, run: BatchRun | None, rows: Iterator[dict[str, Any]], state: dict[str, Any], source: _Source
+) -> str | None:
+    """Count what the run's outcomes do not: rows aborted, never read, or unreadable; the
+    run's stop reason."""
+    if state["aborted_on_wire"]:
+        tally.counts["unknown"] += state["aborted_on_wire"]
+        tally.codes["unknown (aborted on the wire)"] += state["aborted_on_wire"]
+    stop_reason = run.stop_reason if run is not None else "interrupted"
+    if run is not None and stop_reason is not None:
+        # the run stopped before the end of the file: what it never read was not sent
+        reason = f"not sent: the run stopped ({stop_reason})"
+        try:
+            for row in rows:
+                tally.add_row(row, "not_sent", reason)
+        except InputError:
+            pass
+    if state["aborted_waiting"]:  # aborted while waiting for a turn: never written
+        tally.counts["not_sent"] += state["aborted_waiting"]
+    for line, reason, original in source.bad:
+        tally.counts["bad_row"] += 1
+        tally.failures.append({**original, "line": line, "status": "bad_row", "code": "", "reason": reason})
+    return stop_reason
+
+
 def _require_ids(source: _Source) -> None:
     """:raises InputError: a row without an ``id`` (``--idempotency-keys`` keys rows by it)."""
     for row in source.rows():
@@ -594,23 +619,7 @@ def batch(
         state["interrupts"] = max(state["interrupts"], 1)
         run = None
     interrupted = state["interrupts"] > 0
-    if state["aborted_on_wire"]:
-        tally.counts["unknown"] += state["aborted_on_wire"]
-        tally.codes["unknown (aborted on the wire)"] += state["aborted_on_wire"]
-    stop_reason = run.stop_reason if run is not None else "interrupted"
-    if run is not None and stop_reason is not None:
-        # the run stopped before the end of the file: what it never read was not sent
-        reason = f"not sent: the run stopped ({stop_reason})"
-        try:
-            for row in rows:
-                tally.add_row(row, "not_sent", reason)
-        except InputError:
-            pass
-    if state["aborted_waiting"]:  # aborted while waiting for a turn: never written
-        tally.counts["not_sent"] += state["aborted_waiting"]
-    for line, reason, original in source.bad:
-        tally.counts["bad_row"] += 1
-        tally.failures.append({**original, "line": line, "status": "bad_row", "code": "", "reason": reason})
+    stop_reason = _count_the_rest(tally, run, rows, state, source)
     if tally.failures:
         _write_failures(failed_path, source.fieldnames, tally.failures)
     _summary(tally, failed_path if tally.failures else None, as_json, interrupted, stop_reason, journal)

@@ -160,6 +160,29 @@ def _load(messages: int, numbers: int, rng: random.Random) -> tuple[list[_Item],
     return items, blacklisted
 
 
+class _Tally:
+    """The demo's outcomes: sent, refused locally (by reason), by the provider (by code), failed."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.refused_locally: Counter[str] = Counter()
+        self.refused_by_provider: Counter[int] = Counter()
+        self.failed: Counter[str] = Counter()
+
+    def add(self, error: BaseException | None) -> None:
+        if error is None:
+            self.sent += 1
+        elif isinstance(error, LocalRateLimitError):
+            self.refused_locally[f"{error.code} {error.rule}"] += 1
+        elif isinstance(error, ApiError):
+            if error.local:
+                self.refused_locally[f"{error.code} {_REASONS.get(error.code, 'invalid')}"] += 1
+            else:
+                self.refused_by_provider[error.code] += 1
+        else:
+            self.failed[type(error).__name__] += 1
+
+
 async def run_demo(
     *,
     messages: int = 2000,
@@ -208,11 +231,7 @@ async def run_demo(
         blacklist=blacklisted,
         sensitive_words=[_SENSITIVE],
     )
-    refused_locally: Counter[str] = Counter()
-    refused_by_provider: Counter[int] = Counter()
-    failed: Counter[str] = Counter()
-    outcome = {"sent": 0}
-
+    tally = _Tally()
     async with EmulatorServer(emulator) as server:
         async with IhuyiClient(
             _ACCOUNT,
@@ -221,36 +240,22 @@ async def run_demo(
             clock=clock,
             backend=backend,
         ) as client:
-
-            def tally(error: BaseException | None) -> None:
-                if error is None:
-                    outcome["sent"] += 1
-                elif isinstance(error, LocalRateLimitError):
-                    refused_locally[f"{error.code} {error.rule}"] += 1
-                elif isinstance(error, ApiError):
-                    if error.local:
-                        refused_locally[f"{error.code} {_REASONS.get(error.code, 'invalid')}"] += 1
-                    else:
-                        refused_by_provider[error.code] += 1
-                else:
-                    failed[type(error).__name__] += 1
-
             started = time.perf_counter()
             batch = ({"mobile": i.mobile, "content": i.content, "kind": i.kind} for i in items)
             async for result in client.send_many(
                 batch, concurrency=len(items), on_progress=on_progress
             ):
-                tally(result.error)
+                tally.add(result.error)
             elapsed = time.perf_counter() - started
         arrived = emulator.messages
         per_number = Counter(m.mobile for m in arrived)
         return DemoSummary(
             attempted=len(items),
             numbers=numbers,
-            sent=outcome["sent"],
-            refused_locally=dict(refused_locally.most_common()),
-            refused_by_provider=dict(refused_by_provider.most_common()),
-            failed=dict(failed.most_common()),
+            sent=tally.sent,
+            refused_locally=dict(tally.refused_locally.most_common()),
+            refused_by_provider=dict(tally.refused_by_provider.most_common()),
+            failed=dict(tally.failed.most_common()),
             elapsed=elapsed,
             url=server.url,
             backend=backend,
