@@ -36,24 +36,29 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-@pytest.fixture(params=["transport", "loopback"])
-def way(request: pytest.FixtureRequest) -> str:
+@pytest.fixture(params=["transport", "loopback", "native"])
+def way(request: pytest.FixtureRequest, anyio_backend: str) -> str:
+    if request.param == "native" and anyio_backend != "asyncio":
+        pytest.skip("backend='native' runs on asyncio only")
     return str(request.param)
 
 
 @pytest.fixture
 async def connect(way: str) -> AsyncIterator[Callable[..., Any]]:
-    """Build (emulator, client) pairs over the chosen way in; closes everything after."""
+    """Build (emulator, client) pairs over the chosen way in (``native``: loopback on the
+    native backend); closes everything after."""
     servers: list[EmulatorServer] = []
     clients: list[IhuyiClient] = []
 
     async def build(em: Emulator, **client_kwargs: Any) -> IhuyiClient:
         kwargs: dict[str, Any] = {"clock": em.clock, "limiter": None, **client_kwargs}
-        if way == "loopback":
+        if way in ("loopback", "native"):
             server = EmulatorServer(em)
             await server.__aenter__()
             servers.append(server)
             kwargs["base_url"] = server.url
+            if way == "native":
+                kwargs.setdefault("backend", "native")
         else:
             kwargs["transport"] = em.transport
         client = IhuyiClient(ACCOUNT, KEY, **kwargs)

@@ -12,7 +12,7 @@ from .loopback import LoopbackServer, close_after_read, ok_answer, refused_url
 pytestmark = pytest.mark.anyio
 
 TEXT = "您的验证码是：1234。请不要把验证码泄露给其他人。"
-CASES = [("asyncio", "httpx"), ("trio", "httpx"), ("asyncio", "aiohttp")]
+CASES = [("asyncio", "httpx"), ("trio", "httpx"), ("asyncio", "aiohttp"), ("asyncio", "native")]
 
 
 @pytest.fixture(params=CASES, ids=lambda c: f"{c[1]}-{c[0]}")

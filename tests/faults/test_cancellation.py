@@ -53,7 +53,7 @@ def _check(trial: CancelTrial, styles: tuple[str, ...], attempts: int) -> None:
     assert trial.sockets_after == trial.sockets_baseline, why
 
 
-@pytest.mark.parametrize("backend", ["httpx", "aiohttp"])
+@pytest.mark.parametrize("backend", ["httpx", "aiohttp", "native"])
 def test_random_cancellations_on_asyncio(server: FaultServer, backend: str) -> None:
     trial = run_trial(server, backend, loop="asyncio", attempts=ATTEMPTS, seed=12, budget=BUDGET)
     _check(trial, ASYNCIO_STYLES, ATTEMPTS)

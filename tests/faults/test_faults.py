@@ -26,7 +26,7 @@ from .trials import DEADLINE, TEXT, FaultCase, make_client, number, run_fault_ca
 
 pytestmark = pytest.mark.anyio
 
-BACKENDS = ("httpx", "aiohttp")
+BACKENDS = ("httpx", "aiohttp", "native")
 BOUND = DEADLINE + 1.0
 
 #: fault -> the reasons a DeliveryUnknownError may give (None: any).
