@@ -93,6 +93,7 @@ class AiohttpTransport:
         "_keepalive",
         "_pool",
         "_pool_timeout",
+        "_ssl",
     )
 
     isolate = False  # aiohttp cleans up after native cancellation itself
@@ -107,8 +108,10 @@ class AiohttpTransport:
         keepalive_expiry: float | None,
         max_bytes: int,
         pool_timeout: float | None = None,
+        ssl_context: Any = None,
     ) -> None:
         self._aiohttp = _import_aiohttp()
+        self._ssl = True if ssl_context is None else ssl_context  # verify=: a custom CA
         self._session: aiohttp.ClientSession | None = None
         self._max_bytes = max_bytes
         self._timeout = self._aiohttp.ClientTimeout(
@@ -124,7 +127,7 @@ class AiohttpTransport:
             raise RuntimeError("backend='aiohttp' runs on asyncio only; use backend='httpx' on trio")
         aio = self._aiohttp
         connector = _marking_connector(aio)(
-            limit=0, limit_per_host=0, keepalive_timeout=self._keepalive or 4.0
+            limit=0, limit_per_host=0, keepalive_timeout=self._keepalive or 4.0, ssl=self._ssl
         )
         session: aiohttp.ClientSession = aio.ClientSession(
             connector=connector,

@@ -318,7 +318,7 @@ class ShardedPoolTransport(httpx.AsyncBaseTransport):
 
     __slots__ = ("_pools", "_active")
 
-    def __init__(self, limits: httpx.Limits, *, shard_size: int = SHARD_SIZE) -> None:
+    def __init__(self, limits: httpx.Limits, *, shard_size: int = SHARD_SIZE, verify: Any = True) -> None:
         total = limits.max_connections
         shards = 1 if total is None or total <= shard_size else -(-total // shard_size)
         keepalive = limits.max_keepalive_connections
@@ -334,6 +334,7 @@ class ShardedPoolTransport(httpx.AsyncBaseTransport):
                         keepalive_expiry=limits.keepalive_expiry,
                     ),
                     trust_env=False,
+                    verify=verify,
                 )
             )
         self._active = [0] * shards
