@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
 from collections.abc import (
     AsyncIterable,
     Callable,
@@ -109,9 +110,12 @@ class IhuyiClient(_BaseClient):
     :param limits: pool limits (:class:`httpx.Limits`), both backends.
     :param transport: an httpx transport (tests: ``emulator.transport``, respx, mocks).
     :param http_client: a user's own :class:`httpx.AsyncClient`; never closed by us.
-    :param backend: ``"httpx"`` (default; asyncio and trio) or ``"aiohttp"``
-        (extra ``aiohttp``; asyncio only; fastest under high concurrency); default
-        ``$IHUYI_BACKEND`` unless ``transport=`` or ``http_client=`` is given.
+    :param backend: ``"httpx"`` (default; asyncio and trio), ``"aiohttp"`` (extra
+        ``aiohttp``; asyncio only) or ``"native"`` (extra ``native``; asyncio only; the
+        cheapest under high concurrency); default ``$IHUYI_BACKEND`` unless
+        ``transport=`` or ``http_client=`` is given.
+    :param verify: TLS certificate verification, every backend: ``True`` (system CAs), a
+        CA bundle path, or an :class:`ssl.SSLContext` (named as httpx names it; cannot be off).
     :param clock: time source for signing, the default limiter and retry waits.
     :param limiter: a :class:`~ihuyi_async.limiter.Limiter`; default: the provider's
         per-number rules in memory; ``None`` disables local limiting.
@@ -143,6 +147,7 @@ class IhuyiClient(_BaseClient):
         transport: httpx.AsyncBaseTransport | None = None,
         http_client: httpx.AsyncClient | None = None,
         backend: Backend | None = None,
+        verify: ssl.SSLContext | str | bool = True,
         clock: Clock | None = None,
         limiter: Limiter | None = DEFAULT,
         signature: str | None = None,
@@ -201,6 +206,7 @@ class IhuyiClient(_BaseClient):
             max_response_bytes=max_response_bytes,
             idempotency=idempotency,
             idempotency_wait=idempotency_wait,
+            verify=verify,
         )
 
     # ----------------------------------------------------------------- lifecycle

@@ -16,6 +16,7 @@ import datetime as _dt
 import json
 import logging
 import math
+import ssl
 import uuid
 import warnings
 from asyncio import _get_running_loop as _asyncio_running_loop
@@ -307,6 +308,7 @@ class _BaseClient:
         max_response_bytes: int,
         idempotency: KeyStore | None,
         idempotency_wait: bool,
+        verify: ssl.SSLContext | str | bool = True,
     ) -> None:
         """The call deadline, the backend, the key store, and the loop it is not yet bound to."""
         timeout_obj = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
@@ -318,6 +320,7 @@ class _BaseClient:
             transport=transport,
             http_client=http_client,
             max_bytes=max_response_bytes,
+            verify=verify,
         )
         self._key_store = idempotency
         self._key_wait = bool(idempotency_wait)

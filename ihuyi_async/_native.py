@@ -135,8 +135,7 @@ class _Connection(asyncio.Protocol):
     # ------------------------------------------------------------ protocol events
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is no asyncio.Transport subclass
         sock = transport.get_extra_info("socket")
         self._fd = sock.fileno() if sock is not None else -1
 
@@ -258,6 +257,9 @@ class _Connection(asyncio.Protocol):
         self._until_eof = False
         waiter = self._loop.create_future()
         self.waiter = waiter
+        if self.lost or self.transport.is_closing():  # closed since the check: the write goes nowhere
+            waiter.set_exception(_Failed("disconnected", "closed before the request went out"))
+            return waiter
         self.transport.write(request)
         if self._read_timeout is not None:
             self._last_read = self._loop.time()
@@ -515,7 +517,12 @@ class NativeTransport:
     # ------------------------------------------------------------ lifecycle
 
     async def aclose(self) -> None:
+        closing = [conn for origin in self._origins.values() for conn in origin.idle]
         self.abandon()
+        for _ in range(10):  # bounded: aborted transports finish closing in a loop iteration or two
+            if all(conn.lost for conn in closing):
+                break
+            await asyncio.sleep(0)
 
     def abandon(self) -> None:
         """Close every idle connection (synchronous: also fine once the loop is gone)."""
