@@ -225,6 +225,8 @@ def available() -> dict[str, tuple[str, Any]]:
     clients: dict[str, tuple[str, Any]] = {
         "ihuyi-async send, backend=httpx": ("async", make_ours("httpx")),
         "ihuyi-async send, backend=aiohttp": ("async", make_ours("aiohttp")),
+        "ihuyi-async send, backend=native": ("async", make_ours("native")),
+        "ihuyi-async send_many, backend=native": ("batch", make_ours_many("native")),
         "ihuyi-async send_many, backend=httpx": ("batch", make_ours_many("httpx")),
         "ihuyi-async send_many, backend=aiohttp": ("batch", make_ours_many("aiohttp")),
         "raw httpx.AsyncClient (default pool)": ("async", make_raw_httpx),
@@ -239,6 +241,8 @@ def available() -> dict[str, tuple[str, Any]]:
         ("aiohttp", "ihuyi-async send, backend=aiohttp"),
         ("aiohttp", "ihuyi-async send_many, backend=aiohttp"),
         ("aiohttp", "raw aiohttp.ClientSession"),
+        ("httptools", "ihuyi-async send, backend=native"),
+        ("httptools", "ihuyi-async send_many, backend=native"),
         ("httpx_aiohttp", "httpx over httpx-aiohttp transport"),
     ):
         if importlib.util.find_spec(module) is None:
