@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import anyio
 import httpx
@@ -49,10 +50,13 @@ UNKNOWN_REASONS: dict[str, set[str] | None] = {
 assert set(UNKNOWN_REASONS) | {"refused"} == set(FAULTS)
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    # the aiohttp backend is asyncio only; trio is covered by the cancellation test
-    return "asyncio"
+@pytest.fixture(params=["asyncio", pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop")])
+def anyio_backend(request: pytest.FixtureRequest) -> Any:
+    # the aiohttp and native backends are asyncio only; trio is covered by the cancellation
+    # test; the whole matrix runs on uvloop too (#19)
+    if isinstance(request.param, tuple):
+        pytest.importorskip("uvloop")
+    return request.param
 
 
 @pytest.fixture(scope="module")
@@ -272,7 +276,7 @@ async def test_default_keepalive_expiry_avoids_uvicorns_idle_timeout() -> None:
     (both backends at once, so the test waits 5 s once)."""
     with FaultServer(idle_timeout=5.0, close_lag=0.5) as srv:
         clients = [make_client(srv, backend) for backend in BACKENDS]
-        results: list[BaseException | None] = [None, None]
+        results: list[BaseException | None] = [None] * len(BACKENDS)
 
         async def trial(i: int) -> None:
             results[i] = await _reuse_after(clients[i], 4.75)
@@ -284,5 +288,5 @@ async def test_default_keepalive_expiry_avoids_uvicorns_idle_timeout() -> None:
         finally:
             for client in clients:
                 await client.aclose()
-        assert results == [None, None], results
-        assert srv.dropped == 0 and srv.count("Submit") == 4
+        assert results == [None] * len(BACKENDS), results
+        assert srv.dropped == 0 and srv.count("Submit") == 2 * len(BACKENDS)
