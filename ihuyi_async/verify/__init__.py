@@ -16,6 +16,7 @@ from ._models import (
 )
 from ._redis import RedisVerifyStore
 from ._store import CheckAnswer, Issued, MemoryVerifyStore, Policy, TooSoon, VerifyStore
+from ._verifier import Verifier
 
 __all__ = [
     "CheckAnswer",
@@ -29,6 +30,7 @@ __all__ = [
     "TooSoon",
     "VerificationRefusedError",
     "VerificationUnavailableError",
+    "Verifier",
     "VerifyLimits",
     "VerifyStore",
 ]

@@ -1,0 +1,70 @@
+"""The Verifier on the plugin's emulator client with the emulator's fake clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from ihuyi_async import IhuyiClient, InvalidRequestError
+from ihuyi_async.testing import Emulator, FakeClock
+from ihuyi_async.verify import VerificationRefusedError, Verifier
+
+pytestmark = [pytest.mark.anyio, pytest.mark.ihuyi(client={"flavour": "json"})]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def verifier(ihuyi_client: IhuyiClient, ihuyi_emulator: Emulator) -> Verifier:
+    return Verifier(ihuyi_client, template_id=1, clock=ihuyi_emulator.clock)
+
+
+async def test_texted_code_is_approved_once(verifier: Verifier, ihuyi_emulator: Emulator) -> None:
+    started = await verifier.start("13800138000", ip="10.0.0.1")
+    assert started.delivery == "sent" and started.sends == 1
+    code = ihuyi_emulator.last_code_for("13800138000")
+    assert len(code) == 6
+    assert (await verifier.check("13800138000", code)).status == "approved"
+    assert (await verifier.check("13800138000", code)).status == "not_found"
+
+
+async def test_resend_within_60s_is_refused_then_allowed(
+    verifier: Verifier, ihuyi_emulator: Emulator
+) -> None:
+    await verifier.start("13800138000")
+    with pytest.raises(VerificationRefusedError) as info:
+        await verifier.start("13800138000")
+    assert info.value.retry_after == pytest.approx(60.0, abs=0.01)
+    assert len(ihuyi_emulator.messages) == 1
+    clock = ihuyi_emulator.clock
+    assert isinstance(clock, FakeClock)
+    clock.advance(60)
+    await verifier.start("13800138000")
+    assert len(ihuyi_emulator.messages) == 2
+
+
+async def test_invalid_number_stores_and_sends_nothing(
+    verifier: Verifier, ihuyi_emulator: Emulator
+) -> None:
+    with pytest.raises(InvalidRequestError):
+        await verifier.start("12345")
+    assert ihuyi_emulator.requests == []
+
+
+async def test_one_source_cannot_pump_many_numbers(
+    verifier: Verifier, ihuyi_emulator: Emulator
+) -> None:
+    numbers = [f"1380013{i:04d}" for i in range(11)]
+    for number in numbers[:10]:
+        await verifier.start(number, ip="10.0.0.9")
+    with pytest.raises(VerificationRefusedError) as info:
+        await verifier.start(numbers[10], ip="10.0.0.9")
+    assert info.value.scope == "source"
+    assert len(ihuyi_emulator.messages) == 10
+
+
+def test_short_secret_is_a_value_error(ihuyi_client: IhuyiClient) -> None:
+    with pytest.raises(ValueError, match="16 bytes"):
+        Verifier(ihuyi_client, template_id=1, secret="short")
