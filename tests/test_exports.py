@@ -5,7 +5,8 @@ import pytest
 
 @pytest.mark.parametrize(
     "name",
-    ["ihuyi_async", "ihuyi_async.idempotency", "ihuyi_async.limiter", "ihuyi_async.pushes", "ihuyi_async.testing"],
+    ["ihuyi_async", "ihuyi_async.idempotency", "ihuyi_async.limiter", "ihuyi_async.pushes", "ihuyi_async.testing",
+     "ihuyi_async.verify"],
 )
 def test_all_is_sorted_and_importable(name: str) -> None:
     module = importlib.import_module(name)
@@ -56,7 +57,8 @@ def test_push_builders_moved_to_testing_with_a_deprecation(name: str) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["ihuyi_async", "ihuyi_async.idempotency", "ihuyi_async.limiter", "ihuyi_async.pushes", "ihuyi_async.testing"],
+    ["ihuyi_async", "ihuyi_async.idempotency", "ihuyi_async.limiter", "ihuyi_async.pushes", "ihuyi_async.testing",
+     "ihuyi_async.verify"],
 )
 def test_exported_classes_say_where_users_import_them(name: str) -> None:
     module = importlib.import_module(name)
