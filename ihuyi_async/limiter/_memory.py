@@ -198,6 +198,7 @@ class _Table:
             cache[selected] = fn
         return fn
 
+    # long: the specification the compiled functions are checked against; goes with them (#15)
     def reserve_interpreted(
         self,
         selected: tuple[int, ...],
@@ -363,6 +364,7 @@ class _Table:
         return t  # pragma: no cover - rules that keep blocking 32 times in a row
 
 
+# long: generates every rule kind's code; to be replaced by one plain class per kind (#15)
 def _compile(
     table: _Table, selected: tuple[int, ...], *, eager: bool = False, live: bool = True
 ) -> Callable[[str, str, float, float], Any]:
