@@ -93,3 +93,18 @@ async def test_fifty_concurrent_right_checks_approve_once(store: VerifyStore) ->
         for _ in range(50):
             tg.start_soon(one)
     assert sorted(statuses) == ["approved"] + ["not_found"] * 49
+
+
+async def test_brute_force_stops_at_the_budget_whatever_the_concurrency(store: VerifyStore) -> None:
+    await store.start("n1", "right", T0, POLICY)
+    statuses: list[str] = []
+
+    async def guess(i: int) -> None:
+        statuses.append((await store.check("n1", f"wrong{i}", T0 + 1, POLICY)).status)
+
+    async with anyio.create_task_group() as tg:
+        for i in range(100):
+            tg.start_soon(guess, i)
+    assert statuses.count("wrong") == 5
+    assert statuses.count("too_many_attempts") == 95
+    assert (await store.check("n1", "right", T0 + 2, POLICY)).status == "too_many_attempts"
