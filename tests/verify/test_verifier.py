@@ -68,3 +68,14 @@ async def test_one_source_cannot_pump_many_numbers(
 def test_short_secret_is_a_value_error(ihuyi_client: IhuyiClient) -> None:
     with pytest.raises(ValueError, match="16 bytes"):
         Verifier(ihuyi_client, template_id=1, secret="short")
+
+
+@pytest.mark.ihuyi(client={"flavour": "json", "limiter": None}, balance=0)
+async def test_failed_send_leaves_no_code_and_no_resend_window(verifier: Verifier) -> None:
+    from ihuyi_async import ApiError
+
+    with pytest.raises(ApiError):
+        await verifier.start("13800138000")
+    assert (await verifier.check("13800138000", "000000")).status == "not_found"
+    with pytest.raises(ApiError):  # not refused as a resend: the window was not consumed
+        await verifier.start("13800138000")
