@@ -31,7 +31,7 @@ from ._exceptions import (
     TransportError,
     UnsupportedOperationError,
 )
-from ._exports import publish
+from ._exports import publish as _publish
 from ._journal import Journal, JournalEntry
 from ._models import Balance, SendResult, TemplateResult
 from ._products import (
@@ -99,4 +99,4 @@ __all__ = [
     "lookup",
 ]
 
-publish(__name__, globals(), __all__)
+_publish(__name__, globals(), __all__)

@@ -452,6 +452,13 @@ class HttpxTransport:
     def client(self) -> httpx.AsyncClient:
         return self._client
 
+    @property
+    def watches_writes(self) -> bool:
+        """Whether this backend sees the moment a request starts to go out (httpcore's
+        trace events); a transport it cannot watch (a mock, the emulator's) is no network:
+        the client does not space its writes there."""
+        return self._traced
+
     async def post(self, url: str, body: bytes, progress: CallProgress) -> tuple[int, bytes]:
         client = self._client
         extensions: dict[str, Any]

@@ -10,10 +10,10 @@ workers so a redelivered task never sends twice.
 
 from __future__ import annotations
 
-from .._exports import publish
+from .._exports import publish as _publish
 from ._redis import RedisKeyStore
 from ._store import DEFAULT_LEASE, DEFAULT_TTL, Claim, KeyStore, MemoryKeyStore
 
 __all__ = ["Claim", "DEFAULT_LEASE", "DEFAULT_TTL", "KeyStore", "MemoryKeyStore", "RedisKeyStore"]
 
-publish(__name__, globals(), __all__)
+_publish(__name__, globals(), __all__)

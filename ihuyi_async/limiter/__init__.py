@@ -19,7 +19,7 @@ testing package. See :class:`Limiter` for the exact semantics.
 
 from __future__ import annotations
 
-from .._exports import publish
+from .._exports import publish as _publish
 from ._limiter import Limiter, LimiterStatistics, Reservation
 from ._memory import MemoryStore
 from ._redis import RedisStore
@@ -52,4 +52,4 @@ __all__ = [
     "to_china_time",
 ]
 
-publish(__name__, globals(), __all__)
+_publish(__name__, globals(), __all__)

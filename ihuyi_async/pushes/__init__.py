@@ -16,7 +16,7 @@ This package stands alone: it does not import the client.
 
 from __future__ import annotations
 
-from .._exports import publish
+from .._exports import publish as _publish
 from ._aiohttp import aiohttp_app, aiohttp_handler
 from ._dedupe import ClaimState, DedupeStore, MemoryDedupe, RedisDedupe
 from ._guards import DEFAULT_MAX_BODY, NetworkLike
@@ -62,7 +62,7 @@ __all__ = [
     "parse_push",
 ]
 
-publish(__name__, globals(), __all__)
+_publish(__name__, globals(), __all__)
 
 _MOVED = frozenset({"PushAnswer", "post_push", "receipt_form", "reply_form", "template_review_form"})
 

@@ -25,7 +25,7 @@ import warnings
 from typing import Any
 
 from .._clock import FakeClock
-from .._exports import publish
+from .._exports import publish as _publish
 from . import _faults as faults
 from ._emulator import Emulator
 from ._faults import Fault, FaultPlan
@@ -70,7 +70,7 @@ __all__ = [
     "template_review_form",
 ]
 
-publish(__name__, globals(), __all__)
+_publish(__name__, globals(), __all__)
 
 
 def __getattr__(name: str) -> Any:
