@@ -29,7 +29,14 @@ from ._config import DEFAULT_KEEPALIVE_EXPIRY as DEFAULT_KEEPALIVE_EXPIRY
 from ._config import DEFAULT_TIMEOUT, FLAVOURS, MAX_RESPONSE_BYTES, Flavour, RetryPolicy
 from ._core import DEFAULT as DEFAULT
 from ._core import WRITE_JITTER as WRITE_JITTER
-from ._core import _BaseClient, _Outgoing, _report
+from ._core import (
+    _BaseClient,
+    _check_options,
+    _credentials,
+    _env_backend,
+    _Outgoing,
+    _report,
+)
 from ._exceptions import (
     ApiError,
     DeliveryUnknownError,
@@ -67,18 +74,10 @@ __all__ = ["IhuyiClient"]
 logger = logging.getLogger("ihuyi_async")
 
 
-def _check_flavour(flavour: str, response_format: str, signing: str) -> Flavour:
-    """The flavour, once its answer format and the signing mode are known to fit it."""
+def _check_flavour(flavour: str) -> Flavour:
     if flavour not in FLAVOURS:
         raise ValueError(f"flavour must be one of {sorted(FLAVOURS)}, not {flavour!r}")
-    found = FLAVOURS[flavour]
-    if response_format not in ("json", "xml"):
-        raise ValueError(f"response_format must be 'json' or 'xml', not {response_format!r}")
-    if response_format not in found.formats:
-        raise ValueError(f"the {flavour!r} flavour answers only {found.formats}")
-    if signing not in ("dynamic", "plain"):
-        raise ValueError(f"signing must be 'dynamic' or 'plain', not {signing!r}")
-    return found
+    return FLAVOURS[flavour]
 
 
 class IhuyiClient(_BaseClient):
@@ -158,22 +157,12 @@ class IhuyiClient(_BaseClient):
         idempotency_wait: bool = True,
     ) -> None:
         env = os.environ
-        account = account if account is not None else env.get("IHUYI_ACCOUNT")
-        api_key = api_key if api_key is not None else env.get("IHUYI_API_KEY")
-        if backend is None:  # the environment's choice, unless an httpx transport/client is given
-            own = transport is None and http_client is None
-            backend = (env.get("IHUYI_BACKEND") or "httpx") if own else "httpx"  # type: ignore[assignment]
-        if not isinstance(account, str) or not account.strip():
-            raise ValueError("no account: pass account= or set IHUYI_ACCOUNT")
-        if not isinstance(api_key, str) or not api_key.strip():
-            raise ValueError("no api_key: pass api_key= or set IHUYI_API_KEY")
+        account, api_key = _credentials("IHUYI", account, api_key)
         self._flavour: Flavour = _check_flavour(
-            flavour if flavour is not None else env.get("IHUYI_FLAVOUR") or "legacy",
-            response_format,
-            signing,
+            flavour if flavour is not None else env.get("IHUYI_FLAVOUR") or "legacy"
         )
-        if max_response_bytes < 256:
-            raise ValueError("max_response_bytes must be at least 256")
+        where = f"the {self._flavour.name!r} flavour"
+        _check_options(response_format, self._flavour.formats, where, signing, max_response_bytes)
         if base_url is None:
             base_url = env.get("IHUYI_BASE_URL") or self._flavour.default_base_url
         self._base_url = self._check_base_url(base_url)
@@ -189,7 +178,7 @@ class IhuyiClient(_BaseClient):
         self._retry = retry if retry is not None else RetryPolicy()
         self._signature = signature or ""
         self._templates = {1: TRIAL_TEMPLATE, **(templates or {})}
-        self._backend: str = backend or "httpx"
+        self._backend = _env_backend(backend, transport is not None or http_client is not None)
 
         self._setup_limiter(limiter)
 

@@ -16,6 +16,7 @@ import datetime as _dt
 import json
 import logging
 import math
+import os
 import ssl
 import uuid
 import warnings
@@ -107,6 +108,39 @@ def _write_spacing(limiter: Limiter | None) -> float | None:
         and rule.kind is None
     ]
     return max(spacings) if spacings else None
+
+
+def _credentials(prefix: str, account: str | None, api_key: str | None) -> tuple[str, str]:
+    """The account and key, from the arguments or ``$<prefix>_ACCOUNT`` / ``$<prefix>_API_KEY``."""
+    env = os.environ
+    account = account if account is not None else env.get(f"{prefix}_ACCOUNT")
+    api_key = api_key if api_key is not None else env.get(f"{prefix}_API_KEY")
+    if not isinstance(account, str) or not account.strip():
+        raise ValueError(f"no account: pass account= or set {prefix}_ACCOUNT")
+    if not isinstance(api_key, str) or not api_key.strip():
+        raise ValueError(f"no api_key: pass api_key= or set {prefix}_API_KEY")
+    return account, api_key
+
+
+def _env_backend(backend: str | None, custom_httpx: bool) -> str:
+    """The backend: as given, else ``$IHUYI_BACKEND`` unless an httpx transport/client is given."""
+    if backend is not None:
+        return backend
+    return "httpx" if custom_httpx else os.environ.get("IHUYI_BACKEND") or "httpx"
+
+
+def _check_options(
+    response_format: str, formats: tuple[str, ...], where: str, signing: str, max_response_bytes: int
+) -> None:
+    """The options every client takes, each refused in one line when wrong."""
+    if response_format not in ("json", "xml"):
+        raise ValueError(f"response_format must be 'json' or 'xml', not {response_format!r}")
+    if response_format not in formats:
+        raise ValueError(f"{where} answers only {formats}")
+    if signing not in ("dynamic", "plain"):
+        raise ValueError(f"signing must be 'dynamic' or 'plain', not {signing!r}")
+    if max_response_bytes < 256:
+        raise ValueError("max_response_bytes must be at least 256")
 
 
 def _check_deadline(deadline: object, timeout: httpx.Timeout) -> float | None:

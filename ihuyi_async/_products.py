@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import ssl
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
@@ -40,7 +41,7 @@ from ._backends import Backend
 from ._clock import Clock, SystemClock
 from ._codes import error_for
 from ._config import DEFAULT_TIMEOUT, MAX_RESPONSE_BYTES, PRODUCTS, Product, RetryPolicy
-from ._core import DEFAULT, _BaseClient, _Outgoing
+from ._core import DEFAULT, _BaseClient, _check_options, _credentials, _env_backend, _Outgoing
 from ._exceptions import IhuyiError, InvalidRequestError
 from ._forms import ProductForms, form_quote
 from ._models import CST, SendResult
@@ -86,8 +87,8 @@ class _ProductClient(_BaseClient):
     """Construction shared by the product clients (see :class:`MarketingSmsClient`).
 
     Every product client takes ``id_field=``: the answer field that carries the id, for
-    when the provider's answer differs from the fact sheet's (the voice code's ``smsid``
-    is a guess).
+    when the provider's answer differs from the documented one (the voice code's ``smsid``
+    is a guess), and ``verify=`` as :class:`~ihuyi_async.IhuyiClient` does.
     """
 
     _product: Product
@@ -115,25 +116,12 @@ class _ProductClient(_BaseClient):
         idempotency: KeyStore | None = None,
         idempotency_wait: bool = True,
         id_field: str | None = None,
+        verify: ssl.SSLContext | str | bool = True,
     ) -> None:
         product, env = self._product, os.environ
-        account = account if account is not None else env.get(f"{product.env}_ACCOUNT")
-        api_key = api_key if api_key is not None else env.get(f"{product.env}_API_KEY")
-        if backend is None:
-            own = transport is None and http_client is None
-            backend = (env.get("IHUYI_BACKEND") or "httpx") if own else "httpx"  # type: ignore[assignment]
-        if not isinstance(account, str) or not account.strip():
-            raise ValueError(f"no account: pass account= or set {product.env}_ACCOUNT")
-        if not isinstance(api_key, str) or not api_key.strip():
-            raise ValueError(f"no api_key: pass api_key= or set {product.env}_API_KEY")
-        if response_format not in ("json", "xml"):
-            raise ValueError(f"response_format must be 'json' or 'xml', not {response_format!r}")
-        if response_format not in product.formats:
-            raise ValueError(f"{type(self).__name__} on this path answers only {product.formats}")
-        if signing not in ("dynamic", "plain"):
-            raise ValueError(f"signing must be 'dynamic' or 'plain', not {signing!r}")
-        if max_response_bytes < 256:
-            raise ValueError("max_response_bytes must be at least 256")
+        account, api_key = _credentials(product.env, account, api_key)
+        where = f"{type(self).__name__} on this path"
+        _check_options(response_format, product.formats, where, signing, max_response_bytes)
         if base_url is None:
             base_url = env.get(f"{product.env}_BASE_URL") or product.default_base_url
         self._base_url = self._check_base_url(base_url)
@@ -148,7 +136,7 @@ class _ProductClient(_BaseClient):
         self._clock = clock if clock is not None else SystemClock()
         self._retry = retry if retry is not None else RetryPolicy()
         self._signature = signature or ""
-        self._backend = backend or "httpx"
+        self._backend = _env_backend(backend, transport is not None or http_client is not None)
         if id_field is not None and (not isinstance(id_field, str) or not id_field.isidentifier()):
             raise ValueError(f"id_field must be a field name such as 'smsid', not {id_field!r}")
         self._id_field = id_field or product.id_field
@@ -164,6 +152,7 @@ class _ProductClient(_BaseClient):
             max_response_bytes=max_response_bytes,
             idempotency=idempotency,
             idempotency_wait=idempotency_wait,
+            verify=verify,
         )
 
     def _submit_body(self, out: _Outgoing, ts: int) -> bytes:
