@@ -9,25 +9,16 @@ the verifier then fails closed (nothing sent, nothing approved).
 
 from __future__ import annotations
 
-import hashlib
 import secrets
-from importlib import resources
 from typing import Any
 
+from .._redis_scripts import Script, run
 from ._models import VerificationUnavailableError
 from ._store import CheckAnswer, Issued, Policy, TooSoon, VerifyStore
 
 __all__ = ["RedisVerifyStore"]
 
 _STATUSES = ("approved", "wrong", "expired", "too_many_attempts", "not_found")
-
-
-class _Script:
-    __slots__ = ("sha", "source")
-
-    def __init__(self, name: str) -> None:
-        self.source = resources.files(__package__).joinpath(f"{name}.lua").read_text("utf-8")
-        self.sha = hashlib.sha1(self.source.encode("utf-8")).hexdigest()
 
 
 def _text(value: Any) -> str:
@@ -59,10 +50,9 @@ class RedisVerifyStore(VerifyStore):
             raise ValueError("the key prefix must not contain '{' or '}'")
         self._client = client
         self.prefix = prefix
-        self._start = _Script("start")
-        self._check = _Script("check")
-        self._rollback = _Script("rollback")
-        self._no_script = redis_exceptions.NoScriptError
+        self._start = Script(__package__, "start")
+        self._check = Script(__package__, "check")
+        self._rollback = Script(__package__, "rollback")
         self._errors = (redis_exceptions.RedisError, OSError)
         self._secret: bytes | None = None
 
@@ -75,15 +65,15 @@ class RedisVerifyStore(VerifyStore):
             f"the verification store (Redis) failed: {type(exc).__name__}: {exc}"
         )
 
-    async def _eval(self, script: _Script, key: str, *args: str) -> Any:
-        try:
-            try:
-                return await self._client.evalsha(script.sha, 1, self.key(key), *args)
-            except self._no_script:
-                await self._client.script_load(script.source)
-                return await self._client.evalsha(script.sha, 1, self.key(key), *args)
-        except self._errors as exc:
-            raise self._fail(exc) from exc
+    async def _eval(self, script: Script, key: str, *args: str) -> Any:
+        return await run(
+            self._client,
+            script,
+            (self.key(key),),
+            args,
+            error=VerificationUnavailableError,
+            what="the verification store (Redis)",
+        )
 
     async def secret(self) -> bytes:
         if self._secret is None:
