@@ -48,7 +48,6 @@ from ._journal import Journal
 from ._models import SendResult, TemplateResult
 from ._parsing import parse_submit, parse_template
 from ._redact import content_digest
-from ._telemetry import TELEMETRY
 from ._transport import (
     CallProgress,
 )
@@ -416,12 +415,7 @@ class IhuyiClient(_BaseClient):
         Never retried unless the request provably never left.
         """
         self._enter()
-        span = TELEMETRY.call(
-            "AddTemplate",
-            product=self._product_label,
-            flavour=self._flavour.name,
-            server_address=self._host,
-        )
+        span = self._span("AddTemplate")
         with span:
             try:
                 result = await self._add_template(content)

@@ -49,7 +49,7 @@ from ._forms import Forms
 from ._models import CST, Balance, SendResult
 from ._parsing import parse_balance, parse_submit
 from ._redact import content_digest, mask_mobile
-from ._telemetry import TELEMETRY, CallSpan
+from ._telemetry import NO_SPAN, TELEMETRY, CallSpan
 from ._transport import (
     CallProgress,
     HttpxTransport,
@@ -450,12 +450,7 @@ class _BaseClient:
     async def balance(self) -> Balance:
         """Messages left on the account (GetNum; retried on transient failures)."""
         self._enter()
-        span = TELEMETRY.call(
-            "GetNum",
-            product=self._product_label,
-            flavour=str(getattr(getattr(self, "_flavour", None), "name", "")),
-            server_address=self._host,
-        )
+        span = self._span("GetNum")
         with span:
             token = _SPAN.set(span)
             try:
@@ -482,15 +477,19 @@ class _BaseClient:
         num, msg = parse_balance(data, self._format, status_code=status)
         return Balance(num=num, message=msg)
 
-    @property
-    def _host(self) -> str:
-        return httpx.URL(self._submit_url).host
-
-    @property
-    def _product_label(self) -> str:
-        """The product's name for telemetry: ``sms``, or a sibling product's (``Product.name``)."""
-        product = getattr(self, "_product", None)
-        return str(getattr(product, "name", "sms"))
+    def _span(self, method: str, mobile: str = "", segments: int | None = None) -> CallSpan:
+        """The telemetry span of one call: the shared no-op one unless an SDK records."""
+        if not TELEMETRY.enabled:
+            return NO_SPAN
+        product = getattr(self, "_product", None)  # a sibling product's Product, or none
+        return TELEMETRY.call(
+            method,
+            product=str(getattr(product, "name", "sms")),
+            flavour=str(getattr(getattr(self, "_flavour", None), "name", "")),
+            server_address=httpx.URL(self._submit_url).host,
+            mobile=mobile,
+            segments=segments,
+        )
 
     def _call_end(self) -> float | None:
         """When this call's deadline ends, on the event loop's clock (``None``: never)."""
@@ -630,14 +629,7 @@ class _BaseClient:
     async def _dispatch(
         self, out: _Outgoing, on_wire: Callable[[], None] | None, key: str | None
     ) -> SendResult:
-        span = TELEMETRY.call(
-            "Submit",
-            product=self._product_label,
-            flavour=str(getattr(getattr(self, "_flavour", None), "name", "")),
-            server_address=self._host,
-            mobile=out.number,
-            segments=out.segments,
-        )
+        span = self._span("Submit", out.number, out.segments)
         with span:
             token = _SPAN.set(span)
             try:

@@ -44,7 +44,7 @@ try:  # the extra
 except ImportError:  # pragma: no cover - depends on the environment
     _trace = _metrics = None
 
-__all__ = ["TELEMETRY", "CallSpan", "Telemetry", "instrument"]
+__all__ = ["NO_SPAN", "TELEMETRY", "CallSpan", "Telemetry", "instrument"]
 
 NAME = "ihuyi_async"
 
@@ -78,7 +78,8 @@ class CallSpan:
         """How the call ended."""
 
 
-_NO_SPAN = CallSpan()
+#: The span of every call while nothing records.
+NO_SPAN = CallSpan()
 
 
 class _LiveSpan(CallSpan):
@@ -230,7 +231,7 @@ class Telemetry:
     ) -> CallSpan:
         """The span of one call (a context manager); the shared no-op one when disabled."""
         if not self.enabled:
-            return _NO_SPAN
+            return NO_SPAN
         attrs: dict[str, Any] = {
             "ihuyi.method": method,
             "ihuyi.product": product,
