@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 
-__all__ = ["CHINA_OFFSET", "CHINA_TZ", "china_date", "to_china_time"]
+__all__ = ["CHINA_OFFSET", "CHINA_TZ", "to_china_time"]
 
 #: UTC+8, named as the provider's documents write it.
 CHINA_TZ = _dt.timezone(_dt.timedelta(hours=8), "UTC+08:00")
@@ -21,7 +21,3 @@ def to_china_time(t: float) -> _dt.datetime:
     """Unix seconds -> an aware datetime in UTC+8 (independent of the host's ``TZ``)."""
     return _dt.datetime.fromtimestamp(t, CHINA_TZ)
 
-
-def china_date(t: float) -> _dt.date:
-    """The calendar day in China at Unix time ``t``."""
-    return to_china_time(t).date()
