@@ -98,6 +98,7 @@ class AiohttpTransport:
 
     isolate = False  # aiohttp cleans up after native cancellation itself
     asyncio_only = True
+    watches_writes = True  # it marks the moment a request starts to go out
 
     def __init__(
         self,

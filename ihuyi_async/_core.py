@@ -657,7 +657,7 @@ class _BaseClient:
     ) -> SendResult:
         """Take a limiter slot, write the request, read the answer, settle the slot."""
         reservations = await self._reserve(out)
-        if self._write_spacing is not None and getattr(self._wire, "watches_writes", True):
+        if self._write_spacing is not None and self._wire.watches_writes:
             numbers = out.numbers or (out.number,)
             then = progress.gate  # e.g. an idempotency key's "sending" mark, after the spacing
             progress.gate = lambda: self._space_writes(numbers, then)

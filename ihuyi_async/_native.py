@@ -321,6 +321,7 @@ class NativeTransport:
 
     isolate = False  # cleans up synchronously after any cancellation
     asyncio_only = True
+    watches_writes = True  # it marks the moment a request starts to go out
 
     def __init__(
         self,

@@ -113,6 +113,11 @@ class Transport(Protocol):
     #: the backend runs on asyncio only (the client refuses it on trio before anything).
     asyncio_only: bool
 
+    @property
+    def watches_writes(self) -> bool:
+        """Whether it sees the moment a request starts to go out (else: no network)."""
+        ...
+
     async def post(self, url: str, body: bytes, progress: CallProgress) -> tuple[int, bytes]:
         """POST a form-encoded body; return ``(status, body)``.
 
