@@ -1,11 +1,14 @@
-"""Verification codes (work in progress, #18): models, errors, memory and Redis stores.
+"""Verification codes for signup, login and password reset (#18).
 
-The :class:`Verifier` on top of these is not built yet; the stores keep codes only
-as keyed hashes, enforce lifetime, wrong-guess budget and resend spacing atomically.
+:class:`Verifier` issues one-time codes by SMS and checks them; the stores
+(:class:`MemoryVerifyStore`, :class:`RedisVerifyStore`) keep codes only as keyed hashes
+and enforce lifetime, wrong-guess budget and resend spacing atomically; the abuse
+limits (:class:`VerifyLimits`) are rules of the limiter, in memory or on Redis.
 """
 
 from __future__ import annotations
 
+from .._exports import publish as _publish
 from ._models import (
     Checked,
     CheckStatus,
@@ -35,8 +38,4 @@ __all__ = [
     "VerifyStore",
 ]
 
-for _name in __all__:
-    _obj = globals()[_name]
-    if isinstance(_obj, type):
-        _obj.__module__ = __name__
-del _name, _obj
+_publish(__name__, globals(), __all__)

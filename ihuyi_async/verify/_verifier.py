@@ -1,8 +1,18 @@
 """Verifier: issue and check one-time SMS codes on a client, a store and a limiter.
 
-Work in progress (#18): codes from :mod:`secrets`, kept only as HMACs, checked in
-constant time by the store; abuse limits are rules of a
-:class:`~ihuyi_async.limiter.Limiter` keyed by hashed number, source and app.
+Owns :class:`Verifier`. Codes come from :mod:`secrets` and are kept only as HMACs
+(keyed by the app's secret, or one the store generates); the store compares them in
+constant time and applies lifetime, wrong-guess budget and resend spacing atomically
+(:mod:`._store`); the abuse limits are rules of a :class:`~ihuyi_async.limiter.Limiter`
+keyed by the hashed number, the hashed source and the app, so they run in memory or on
+Redis alike. The order of one :meth:`Verifier.start`:
+
+1. validate the number (nothing stored or sent for a bad one);
+2. the store issues the code or refuses (resend spacing, sends per verification);
+3. the limiter reserves one code for the number, the source and the app, or refuses
+   (the store's record is rolled back);
+4. the client sends it with ``kind="verification"``; a send that provably failed rolls
+   back the record and refunds the reservations, an unknown outcome keeps both.
 """
 
 from __future__ import annotations
@@ -11,19 +21,21 @@ import hashlib
 import hmac
 import logging
 import secrets
-from typing import Any
+from typing import Any, Literal
 
 from .._clock import Clock, SystemClock
 from .._exceptions import DeliveryUnknownError, LocalRateLimitError, RateLimitedError
 from .._validation import normalize_mobile
 from ..limiter import Limiter, Reservation, Rule, Store, to_china_time
 from ._models import Checked, Started, VerificationRefusedError, VerifyLimits
-from ._store import MemoryVerifyStore, Policy, TooSoon, VerifyStore
+from ._store import Issued, MemoryVerifyStore, Policy, TooSoon, VerifyStore
 
 __all__ = ["Verifier"]
 
 logger = logging.getLogger("ihuyi_async.verify")
 _DAY = 86400.0
+#: The provider refuses a template variable longer than this (40722).
+_MAX_TEMPLATE_VARIABLE = 8
 
 
 def _rules(limits: VerifyLimits) -> list[Rule]:
@@ -51,11 +63,63 @@ def _rules(limits: VerifyLimits) -> list[Rule]:
     return rules
 
 
-class Verifier:
-    """One-time verification codes by SMS (see the module and the README).
+def _check_options(
+    template_id: int | None,
+    content: str | None,
+    length: int,
+    resend: str,
+    purpose: str,
+) -> None:
+    if (template_id is None) == (content is None):
+        raise ValueError("give exactly one of template_id or content")
+    if content is not None and "{code}" not in content:
+        raise ValueError("content must contain '{code}'")
+    if isinstance(length, bool) or not isinstance(length, int) or not 4 <= length <= 10:
+        raise ValueError(f"length must be an int from 4 to 10, got {length!r}")
+    if template_id is not None and length > _MAX_TEMPLATE_VARIABLE:
+        raise ValueError(
+            "a template variable holds at most 8 characters (the provider answers 40722): "
+            "use length <= 8, or content= for longer codes"
+        )
+    if resend not in ("replace", "keep"):
+        raise ValueError("resend must be 'replace' or 'keep'")
+    if not isinstance(purpose, str) or ":" in purpose:
+        raise ValueError("purpose must be a str without ':'")
 
+
+class Verifier:
+    """One-time verification codes by SMS: :meth:`start` texts a code, :meth:`check` checks it.
+
+    :param client: an :class:`~ihuyi_async.IhuyiClient` (or anything with its
+        ``send`` / ``send_template``); the verifier never closes it.
+    :param template_id: send ``variables=[code]`` with this template (codes up to 8
+        digits: the provider refuses longer variables).
+    :param content: or send this text, ``{code}`` replaced by the code.
+    :param store: where pending codes live (default: a new :class:`MemoryVerifyStore`,
+        one worker only; a :class:`RedisVerifyStore` for several).
+    :param limits: the abuse limits (default :class:`VerifyLimits()`).
+    :param limiter_store: the limiter store the limits count in (default: in memory;
+        a :class:`~ihuyi_async.limiter.RedisStore` to share them between workers, and
+        one store shared by the verifiers of every purpose to share the counts).
+    :param secret: the key of the code hashes, at least 16 bytes; default: the store's
+        generated one.
+    :param clock: the time (default the system clock; tests pass a fake one).
+    :param length: digits per code, 4 to 10 (default 6).
+    :param lifetime: seconds a code stays valid (default 600).
+    :param max_attempts: wrong guesses allowed per verification (default 5).
+    :param resend_after: seconds between two codes for one number (default 60).
+    :param max_sends: codes per verification, i.e. until one is approved or the
+        verification expires (default 5).
+    :param resend: ``"replace"`` (default: a resent code replaces the pending one) or
+        ``"keep"`` (every code sent in the verification stays valid until one is used).
+    :param purpose: keeps verifications apart: a code started by the verifier for
+        ``"login"`` is ``not_found`` for the one for ``"reset"`` (on the same store).
+        The number's limits are shared by all purposes that share a limiter store.
     :raises ValueError: neither or both of ``template_id`` / ``content``, a content
-        without ``{code}``, a length outside 4-10, a secret shorter than 16 bytes.
+        without ``{code}``, a length outside 4-10 (or over 8 with a template), a
+        secret shorter than 16 bytes, a non-positive lifetime or budget.
+
+    .. versionadded:: 0.3.0
     """
 
     def __init__(
@@ -74,16 +138,10 @@ class Verifier:
         max_attempts: int = 5,
         resend_after: float = 60.0,
         max_sends: int = 5,
-        resend: str = "replace",
+        resend: Literal["replace", "keep"] = "replace",
+        purpose: str = "",
     ) -> None:
-        if (template_id is None) == (content is None):
-            raise ValueError("give exactly one of template_id or content")
-        if content is not None and "{code}" not in content:
-            raise ValueError("content must contain '{code}'")
-        if not (isinstance(length, int) and 4 <= length <= 10):
-            raise ValueError(f"length must be an int from 4 to 10, got {length!r}")
-        if resend not in ("replace", "keep"):
-            raise ValueError("resend must be 'replace' or 'keep'")
+        _check_options(template_id, content, length, resend, purpose)
         if not (lifetime > 0 and resend_after >= 0 and max_attempts >= 1 and max_sends >= 1):
             raise ValueError(
                 "lifetime must be > 0, resend_after >= 0, max_attempts and max_sends >= 1"
@@ -101,6 +159,7 @@ class Verifier:
         )
         self._secret = key
         self.length = length
+        self.purpose = purpose
         self.policy = Policy(
             lifetime_ms=round(lifetime * 1000),
             resend_ms=round(resend_after * 1000),
@@ -118,6 +177,14 @@ class Verifier:
     def _mac(key: bytes, text: str) -> str:
         return hmac.new(key, text.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
 
+    def _record_key(self, key: bytes, number: str) -> str:
+        scope = f"number:{self.purpose}:" if self.purpose else "number:"
+        return self._mac(key, scope + number)[:32]
+
+    def _code_hash(self, key: bytes, number: str, code: str) -> str:
+        scope = f"{self.purpose}:" if self.purpose else ""
+        return self._mac(key, f"{scope}{number}:{code}")
+
     def _refused(self, retry_after: float, scope: str) -> VerificationRefusedError:
         now = self._clock.time()
         return VerificationRefusedError(
@@ -127,76 +194,102 @@ class Verifier:
     async def start(
         self, mobile: str, *, ip: str | None = None, source: str | None = None, send: bool = True
     ) -> Started:
-        """Issue a code for ``mobile`` and text it (``send=False``: every limit, no SMS).
+        """Issue a code for ``mobile`` and text it.
 
+        :param ip: the client's address: the per-source limits apply to it.
+        :param source: any other source key (a device id, an account): used instead of
+            ``ip`` when given. Without either only the number and app limits apply.
+        :param send: ``False`` applies every limit and issues a code but texts nothing:
+            for a number you do not know in a login or reset flow, so the answer looks the
+            same as for one you do.
         :raises InvalidRequestError: not a mainland mobile number; nothing stored or sent.
-        :raises VerificationRefusedError: a limit refused (same shape for every reason).
-        :raises StoreUnavailableError: the store or the limiter's store failed; nothing sent.
+        :raises VerificationRefusedError: a limit refused (same shape for every reason);
+            nothing sent.
+        :raises StoreUnavailableError: the store or the limiter's store failed; nothing
+            sent (:class:`VerificationUnavailableError` or
+            :class:`~ihuyi_async.LimiterUnavailableError`).
+        :raises ApiError: the provider refused the message (other than a rate limit) or
+            the send provably failed (``TransportError``): no code is left pending and
+            the resend window is not consumed.
         """
         number = normalize_mobile(mobile)
         key = await self._key()
-        nid = self._mac(key, "number:" + number)[:32]
+        nid = self._record_key(key, number)
         code = "".join(secrets.choice("0123456789") for _ in range(self.length))
-        code_hash = self._mac(key, f"{number}:{code}")
+        code_hash = self._code_hash(key, number, code)
         now = self._clock.time()
         answer = await self._store.start(nid, code_hash, round(now * 1000), self.policy)
         if isinstance(answer, TooSoon):
             raise self._refused(answer.retry_ms / 1000 - now, answer.scope)
         held: list[Reservation] = []
-        origin = source if source is not None else ip
-        scopes = [("number", nid), ("global", "all")]
-        if origin is not None:
-            scopes.insert(1, ("source", self._mac(key, "source:" + origin)[:32]))
         try:
-            for scope, limit_key in scopes:
-                try:
-                    held.append(await self._limiter.acquire(limit_key, kind=scope, wait=False))
-                except LocalRateLimitError as exc:  # noqa: PERF203 - at most 3 scopes
-                    after = exc.retry_after if exc.retry_after is not None else _DAY
-                    raise self._refused(after, scope) from None
+            await self._reserve(key, number, source if source is not None else ip, held)
+            delivery: Literal["sent", "unknown", "not_sent"] = "not_sent"
             smsid: str | None = None
-            delivery = "not_sent"
             if send:
-                try:
-                    result = await self._deliver(number, code)
-                    smsid, delivery = str(result.smsid), "sent"
-                except DeliveryUnknownError:
-                    delivery = "unknown"
-                except RateLimitedError as exc:
-                    after = getattr(exc, "retry_after", None) or self.policy.resend_ms / 1000
-                    raise self._refused(after, "provider") from exc
+                delivery, smsid = await self._send(number, code)
         except Exception:
-            await self._undo(nid, code_hash, answer.undo, held)
+            await self._undo(nid, code_hash, answer, held)
             raise
         return Started(
-            delivery=delivery,  # type: ignore[arg-type]
+            delivery=delivery,
             expires_at=to_china_time(answer.expires_ms / 1000),
             resend_at=to_china_time(now + self.policy.resend_ms / 1000),
             sends=answer.sends,
             smsid=smsid,
         )
 
-    async def _deliver(self, number: str, code: str) -> Any:
-        if self._template_id is not None:
-            return await self._client.send_template(
-                number, template_id=self._template_id, variables=[code], kind="verification"
-            )
-        assert self._content is not None
-        return await self._client.send(
-            number, self._content.replace("{code}", code), kind="verification"
-        )
+    async def _reserve(
+        self, key: bytes, number: str, origin: str | None, held: list[Reservation]
+    ) -> None:
+        """One code from the number's, the source's and the app's limits (into ``held``)."""
+        scopes = [("number", self._mac(key, "number:" + number)[:32])]
+        if origin is not None:
+            scopes.append(("source", self._mac(key, "source:" + origin)[:32]))
+        scopes.append(("global", "all"))
+        for scope, limit_key in scopes:
+            try:
+                held.append(await self._limiter.acquire(limit_key, kind=scope, wait=False))
+            except LocalRateLimitError as exc:  # noqa: PERF203 - at most 3 scopes
+                after = exc.retry_after if exc.retry_after is not None else _DAY
+                raise self._refused(after, scope) from None
 
-    async def _undo(self, nid: str, code_hash: str, undo: str, held: list[Reservation]) -> None:
+    async def _send(
+        self, number: str, code: str
+    ) -> tuple[Literal["sent", "unknown"], str | None]:
         try:
-            await self._store.rollback(nid, code_hash, undo)
+            if self._template_id is not None:
+                result = await self._client.send_template(
+                    number, template_id=self._template_id, variables=[code], kind="verification"
+                )
+            else:
+                assert self._content is not None
+                result = await self._client.send(
+                    number, self._content.replace("{code}", code), kind="verification"
+                )
+        except DeliveryUnknownError:
+            return "unknown", None
+        except RateLimitedError as exc:
+            after = getattr(exc, "retry_after", None) or self.policy.resend_ms / 1000
+            raise self._refused(after, "provider") from exc
+        return "sent", str(result.smsid)
+
+    async def _undo(
+        self, nid: str, code_hash: str, answer: Issued, held: list[Reservation]
+    ) -> None:
+        try:
+            await self._store.rollback(nid, code_hash, answer.undo)
             for reservation in held:
                 await reservation.refund()
         except Exception as exc:  # the original error matters more
             logger.warning("verification rollback failed: %s", type(exc).__name__)
 
     async def check(self, mobile: str, code: str) -> Checked:
-        """Check ``code`` for ``mobile``; a code of the wrong length or with non-digits
-        is simply a wrong guess.
+        """Check ``code`` for ``mobile``.
+
+        A code of the wrong length or with non-digits is simply a wrong guess (it
+        counts against the budget). ``approved`` consumes the verification: every code
+        of it is ``not_found`` afterwards.
 
         :raises InvalidRequestError: not a mainland mobile number.
         :raises TypeError: ``code`` is not a str.
@@ -206,9 +299,18 @@ class Verifier:
             raise TypeError(f"code must be a str, not {type(code).__name__}")
         number = normalize_mobile(mobile)
         key = await self._key()
-        nid = self._mac(key, "number:" + number)[:32]
         now_ms = round(self._clock.time() * 1000)
         answer = await self._store.check(
-            nid, self._mac(key, f"{number}:{code}"), now_ms, self.policy
+            self._record_key(key, number), self._code_hash(key, number, code), now_ms, self.policy
         )
         return Checked(status=answer.status, attempts_left=answer.attempts_left)
+
+    def __repr__(self) -> str:
+        mode = (
+            f"template_id={self._template_id}" if self._template_id is not None else "content=..."
+        )
+        return (
+            f"Verifier({mode}, length={self.length}, purpose={self.purpose!r}, "
+            f"lifetime_ms={self.policy.lifetime_ms}, max_attempts={self.policy.max_attempts}, "
+            f"resend_ms={self.policy.resend_ms}, store={self._store!r})"
+        )
