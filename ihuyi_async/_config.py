@@ -1,6 +1,8 @@
 """Endpoints of each API flavour, defaults, and the retry policy. Pure data.
 
-Two flavours speak the same signing and answer keys (fact sheet §3, §8):
+Two flavours speak the same signing and answer keys (the provider's SMS interface
+document v3.3 for the first; the second as recent public integrations call it; README
+section "Configuration reference"):
 
 * ``"legacy"``: ``https://106.ihuyi.com/webservice/sms.php?method=Submit|GetNum|AddTemplate``,
   XML or JSON answers (``format=``), content up to 300 characters, no template mode;
@@ -67,7 +69,12 @@ FLAVOURS: dict[str, Flavour] = {
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Product:
-    """Where one sibling product (fact sheet §7, §8) lives and what its answer calls the id.
+    """Where one of the provider's other products lives and what its answer calls the id.
+
+    The endpoints are those public integrations call (yii2-ihuyi's International, Voice
+    and Marketing gateways; ihuyi106js for ``isms.php`` and ``ismsid``), signed and
+    answered as the provider's SMS interface document (v3.3) describes for ``sms.php``;
+    see the README section "The provider's other products".
 
     :ivar env: prefix of the product's environment variables (``<env>_ACCOUNT``,
         ``<env>_API_KEY``, ``<env>_BASE_URL``).
@@ -80,71 +87,51 @@ class Product:
     default_base_url: str
     submit_path: str
     getnum_path: str
-    id_field: str
-    max_content: int
-    formats: tuple[str, ...]
-    send_format: bool
+    id_field: str = "smsid"
+    max_content: int = 300
+    formats: tuple[str, ...] = ("json", "xml")
+    send_format: bool = True
 
 
-#: The sibling products by name. Paths and ids from fact sheet §7; the voice code's id
-#: field (``smsid``) and the newer voice path's GetNum (``/vm/GetNum.json``) are guesses
-#: from the shared answer shape; the base URL of each is configurable.
+def _webservice(
+    name: str, host: str, script: str, *, id_field: str = "smsid", max_content: int = 300
+) -> Product:
+    """The product ``name`` on ``https://<host>/webservice/<script>?method=Submit|GetNum``,
+    its environment variables named ``IHUYI_<NAME>_…``."""
+    path = f"/webservice/{script}?method="
+    return Product(
+        name=name,
+        env="IHUYI_" + name.upper().replace("-", "_"),
+        default_base_url=f"https://{host}",
+        submit_path=path + "Submit",
+        getnum_path=path + "GetNum",
+        id_field=id_field,
+        max_content=max_content,
+    )
+
+
+#: The other products by name, one declaration each; the base URL of each is configurable.
+#: The voice code's id field (``smsid``) and the newer voice path's GetNum
+#: (``/vm/GetNum.json``) are guesses from the shared answer shape.
 PRODUCTS: dict[str, Product] = {
-    "marketing": Product(
-        name="marketing",
-        env="IHUYI_MARKETING",
-        default_base_url="https://api.yx.ihuyi.com",
-        submit_path="/webservice/sms.php?method=Submit",
-        getnum_path="/webservice/sms.php?method=GetNum",
-        id_field="smsid",
-        max_content=300,
-        formats=("json", "xml"),
-        send_format=True,
-    ),
-    "international": Product(
-        name="international",
-        env="IHUYI_INTERNATIONAL",
-        default_base_url="https://api.isms.ihuyi.com",
-        submit_path="/webservice/isms.php?method=Submit",
-        getnum_path="/webservice/isms.php?method=GetNum",
-        id_field="ismsid",
-        max_content=300,
-        formats=("json", "xml"),
-        send_format=True,
-    ),
-    "voice-code": Product(
-        name="voice-code",
-        env="IHUYI_VOICE_CODE",
-        default_base_url="https://api.voice.ihuyi.com",
-        submit_path="/webservice/voice.php?method=Submit",
-        getnum_path="/webservice/voice.php?method=GetNum",
-        id_field="smsid",
-        max_content=6,
-        formats=("json", "xml"),
-        send_format=True,
-    ),
-    "voice-notice": Product(
-        name="voice-notice",
-        env="IHUYI_VOICE_NOTICE",
-        default_base_url="https://api.vm.ihuyi.com",
-        submit_path="/webservice/voice.php?method=Submit",
-        getnum_path="/webservice/voice.php?method=GetNum",
-        id_field="smsid",
-        max_content=300,
-        formats=("json", "xml"),
-        send_format=True,
-    ),
-    "voice-notice-json": Product(
-        name="voice-notice-json",
-        env="IHUYI_VOICE_NOTICE",
-        default_base_url="https://api.ihuyi.com",
-        submit_path="/vm/Submit.json",
-        getnum_path="/vm/GetNum.json",
-        id_field="voiceid",
-        max_content=500,
-        formats=("json",),
-        send_format=False,
-    ),
+    product.name: product
+    for product in (
+        _webservice("marketing", "api.yx.ihuyi.com", "sms.php"),
+        _webservice("international", "api.isms.ihuyi.com", "isms.php", id_field="ismsid"),
+        _webservice("voice-code", "api.voice.ihuyi.com", "voice.php", max_content=6),
+        _webservice("voice-notice", "api.vm.ihuyi.com", "voice.php"),
+        Product(
+            name="voice-notice-json",
+            env="IHUYI_VOICE_NOTICE",
+            default_base_url="https://api.ihuyi.com",
+            submit_path="/vm/Submit.json",
+            getnum_path="/vm/GetNum.json",
+            id_field="voiceid",
+            max_content=500,
+            formats=("json",),
+            send_format=False,
+        ),
+    )
 }
 
 

@@ -5,7 +5,9 @@ Owns :class:`MarketingSmsClient`, :class:`InternationalSmsClient`,
 limiter rules. Each is a :class:`~._core._BaseClient` (the same wire, retry loop,
 outcome rules, limiter settling and idempotency keys as :class:`~ihuyi_async.IhuyiClient`)
 with its own endpoint (:data:`~._config.PRODUCTS`), its own account and environment
-variables, its own local validation and the id field its answers carry (fact sheet §7).
+variables, its own local validation and the id field its answers carry (as public
+integrations call these products, e.g. yii2-ihuyi's gateways and ihuyi106js; see the README
+section "The provider's other products").
 
 **Default limiter rules**, per product (pass ``limiter=Limiter(rules)`` to change them,
 ``limiter=None`` to drop them):
@@ -33,7 +35,7 @@ import os
 import ssl
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, TypedDict
 
 import httpx
 
@@ -56,6 +58,8 @@ from .idempotency._store import check_key
 from .limiter._rules import Rule, provider_rules
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
     from .idempotency import KeyStore
     from .limiter import Limiter
     from .pushes import DeliveryReceipt
@@ -70,17 +74,48 @@ __all__ = [
     "MarketingChunk",
     "MarketingResult",
     "MarketingSmsClient",
+    "ProductOptions",
     "VoiceCodeClient",
     "VoiceNoticeClient",
 ]
 
-#: The opt-out text marketing messages end with by convention (fact sheet §7).
+#: The opt-out text marketing messages end with by convention ("reply T to unsubscribe", as
+#: public marketing integrations append it; README "Marketing SMS").
 OPT_OUT = "退订回T"
 
 MARKETING_RULES: tuple[Rule, ...] = provider_rules(per_day=None, verification_per_day=None)
 VOICE_CODE_RULES: tuple[Rule, ...] = provider_rules()
 VOICE_NOTICE_RULES: tuple[Rule, ...] = provider_rules(verification_per_day=None)
 INTERNATIONAL_RULES: tuple[Rule, ...] = provider_rules(verification_per_day=None)
+
+
+class ProductOptions(TypedDict, total=False):
+    """The keyword options every product client takes, typed for mypy and IDEs.
+
+    The same as :class:`~ihuyi_async.IhuyiClient`'s (minus ``flavour`` and ``templates``),
+    plus ``id_field``; each product client adds its own (``chunk_size``, ``code_length``,
+    ...). Defaults and meanings: :class:`_ProductClient`'s constructor, whose keyword
+    parameters these are (``tests/products`` checks that the two lists agree).
+    """
+
+    base_url: str | None
+    response_format: Literal["json", "xml"]
+    signing: Literal["dynamic", "plain"]
+    timeout: float | httpx.Timeout | None
+    deadline: float | None
+    limits: httpx.Limits | None
+    transport: httpx.AsyncBaseTransport | None
+    http_client: httpx.AsyncClient | None
+    backend: Backend | None
+    clock: Clock | None
+    limiter: Limiter | None
+    signature: str | None
+    retry: RetryPolicy | None
+    max_response_bytes: int
+    idempotency: KeyStore | None
+    idempotency_wait: bool
+    id_field: str | None
+    verify: ssl.SSLContext | str | bool
 
 
 class _ProductClient(_BaseClient):
@@ -285,13 +320,13 @@ class MarketingSmsClient(_ProductClient):
         *,
         chunk_size: int = 500,
         opt_out: bool = True,
-        **options: object,
+        **options: Unpack[ProductOptions],
     ) -> None:
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
             raise ValueError(f"chunk_size must be an int >= 1, not {chunk_size!r}")
         self._chunk_size = chunk_size
         self._opt_out = bool(opt_out)
-        super().__init__(account, api_key, **options)  # type: ignore[arg-type]
+        super().__init__(account, api_key, **options)
 
     async def send(
         self,
@@ -482,8 +517,8 @@ class VoiceCodeClient(_ProductClient):
 
     The content is the code itself, read out by a call: ASCII digits, 4 to 6 by default
     (``code_length``). Every send counts as ``kind="verification"`` for the limiter
-    (:data:`VOICE_CODE_RULES`). The answer's id field is ``smsid`` (*a guess*: the
-    fact sheet names no other). Environment: ``$IHUYI_VOICE_CODE_ACCOUNT``,
+    (:data:`VOICE_CODE_RULES`). The answer's id field is ``smsid`` (*a guess*: no public
+    source names another; ``id_field=`` changes it). Environment: ``$IHUYI_VOICE_CODE_ACCOUNT``,
     ``$IHUYI_VOICE_CODE_API_KEY``, ``$IHUYI_VOICE_CODE_BASE_URL``.
 
     :param code_length: ``(shortest, longest)`` code accepted (default ``(4, 6)``).
@@ -500,7 +535,7 @@ class VoiceCodeClient(_ProductClient):
         api_key: str | None = None,
         *,
         code_length: tuple[int, int] = (4, 6),
-        **options: object,
+        **options: Unpack[ProductOptions],
     ) -> None:
         low, high = code_length
         if not (isinstance(low, int) and isinstance(high, int) and 1 <= low <= high <= 20):
@@ -508,7 +543,7 @@ class VoiceCodeClient(_ProductClient):
                 f"code_length must be (shortest, longest) with 1 <= shortest <= longest, not {code_length!r}"
             )
         self._code_length = (low, high)
-        super().__init__(account, api_key, **options)  # type: ignore[arg-type]
+        super().__init__(account, api_key, **options)
 
     async def send(
         self, mobile: str, code: str | int, *, idempotency_key: str | None = None
@@ -583,12 +618,12 @@ class VoiceNoticeClient(_ProductClient):
         api_key: str | None = None,
         *,
         flavour: Literal["legacy", "json"] = "legacy",
-        **options: object,
+        **options: Unpack[ProductOptions],
     ) -> None:
         if flavour not in ("legacy", "json"):
             raise ValueError(f"flavour must be 'legacy' or 'json', not {flavour!r}")
         self._product = PRODUCTS["voice-notice-json" if flavour == "json" else "voice-notice"]
-        super().__init__(account, api_key, **options)  # type: ignore[arg-type]
+        super().__init__(account, api_key, **options)
 
     async def send(
         self, mobile: str, content: str, *, idempotency_key: str | None = None

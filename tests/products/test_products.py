@@ -637,3 +637,23 @@ async def test_id_field_is_configurable() -> None:
         assert (await client.send("13800138001", "1234")).smsid == "77777777777777777777"
     with pytest.raises(ValueError, match="id_field"):
         VoiceCodeClient(ACCOUNT, KEY, id_field="voice id")
+
+
+def test_product_options_are_the_constructors_keyword_parameters() -> None:
+    import inspect
+
+    from ihuyi_async._products import ProductOptions, _ProductClient
+
+    signature = inspect.signature(_ProductClient.__init__)
+    keywords = {  # annotations are strings here (postponed evaluation): compare them as text
+        name: str(p.annotation)
+        for name, p in signature.parameters.items()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+    }
+    declared = {  # a TypedDict keeps them as ForwardRef('...')
+        k: getattr(v, "__forward_arg__", v) for k, v in ProductOptions.__annotations__.items()
+    }
+    assert declared == keywords
+    for cls in (MarketingSmsClient, VoiceCodeClient, VoiceNoticeClient):
+        options = inspect.signature(cls.__init__).parameters["options"]
+        assert "Unpack[ProductOptions]" in str(options.annotation)
