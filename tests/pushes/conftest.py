@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from push_servers import ServeFactory, serve_aiohttp_receiver, serve_fastapi
+
+from .push_servers import ServeFactory, serve_aiohttp_receiver, serve_fastapi
 
 
 @pytest.fixture(params=["fastapi", "aiohttp"])

@@ -16,10 +16,11 @@ from urllib.parse import quote, urlencode, urlsplit
 import pytest
 from aiohttp import http_exceptions
 from fuzzing.corpus import CHARSETS, RECEIVER_STATUSES, SMSID, PushRequest, push_request
-from push_servers import serve_aiohttp_receiver
 
 from ihuyi_async.pushes import PushReceiver
 from ihuyi_async.testing import receipt_form
+
+from .push_servers import serve_aiohttp_receiver
 
 pytestmark = pytest.mark.anyio
 

@@ -18,7 +18,6 @@ from urllib.parse import urlencode, urlsplit
 
 import httpx
 import pytest
-from push_servers import ServeFactory, serve_aiohttp_receiver
 
 from ihuyi_async.pushes import (
     DeliveryReceipt,
@@ -27,6 +26,8 @@ from ihuyi_async.pushes import (
     PushReceiver,
 )
 from ihuyi_async.testing import receipt_form
+
+from .push_servers import ServeFactory, serve_aiohttp_receiver
 
 pytestmark = pytest.mark.anyio
 

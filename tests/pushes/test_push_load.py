@@ -17,7 +17,6 @@ import anyio
 import anyio.lowlevel
 import httpx
 import pytest
-from push_servers import serve_fastapi
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from ihuyi_async.pushes import (
@@ -36,6 +35,8 @@ from ihuyi_async.testing import (
     reply_form,
     template_review_form,
 )
+
+from .push_servers import serve_fastapi
 
 pytestmark = pytest.mark.anyio
 

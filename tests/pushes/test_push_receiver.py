@@ -21,6 +21,7 @@ from anyio import wait_all_tasks_blocked
 from ihuyi_async import FakeClock
 from ihuyi_async.pushes import (
     ClaimState,
+    DedupeStore,
     DeliveryReceipt,
     MemoryDedupe,
     Push,
@@ -189,7 +190,7 @@ async def test_duplicate_answers_503_when_the_first_outlasts_busy_wait() -> None
     assert receiver.statistics().busy == 1
 
 
-class BrokenStore:
+class BrokenStore(DedupeStore):
     def __init__(self, *, claim: bool = False, complete: bool = False) -> None:
         self.inner = MemoryDedupe()
         self.fail_claim = claim

@@ -12,7 +12,6 @@ from datetime import datetime
 import httpx
 import pytest
 from aiohttp import web
-from push_servers import ServeFactory, serve_aiohttp
 
 from ihuyi_async.pushes import (
     CHINA_TZ,
@@ -23,6 +22,8 @@ from ihuyi_async.pushes import (
     aiohttp_handler,
 )
 from ihuyi_async.testing import post_push, receipt_form, reply_form, template_review_form
+
+from .push_servers import ServeFactory, serve_aiohttp
 
 pytestmark = pytest.mark.anyio
 

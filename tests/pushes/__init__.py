@@ -1,0 +1,1 @@
+"""Tests of the push receiver, its models and its dedupe stores (a package: helpers import relatively)."""
