@@ -27,10 +27,10 @@ import sys
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -91,7 +91,7 @@ def _started(args: list[str], env: dict[str, str], log: Path) -> Iterator[subpro
                 proc.stdout.close()
 
 
-def _wait_for(what: str, ready: Any, within: float, logs: Path) -> None:
+def _wait_for(what: str, ready: Callable[[], bool], within: float, logs: Path) -> None:
     """Poll ``ready()`` every 50 ms (bounded by ``within`` seconds)."""
     deadline = time.monotonic() + within
     while not ready():
@@ -99,6 +99,16 @@ def _wait_for(what: str, ready: Any, within: float, logs: Path) -> None:
             tails = {p.name: p.read_text()[-1500:] for p in sorted(logs.glob("*.log"))}
             pytest.fail(f"not {what} after {within:g} s; logs: {json.dumps(tails, indent=1)}")
         time.sleep(0.05)
+
+
+def _text_hash(client: redis.Redis, key: str) -> dict[str, str]:
+    """``HGETALL`` through a ``decode_responses=True`` client: keys and values are ``str``."""
+    return cast("dict[str, str]", client.hgetall(key))
+
+
+def _text_set(client: redis.Redis, key: str) -> set[str]:
+    """``SMEMBERS`` through a ``decode_responses=True`` client: the members are ``str``."""
+    return cast("set[str]", client.smembers(key))
 
 
 def _delete_prefix(client: redis.Redis, prefix: str) -> None:
@@ -191,8 +201,8 @@ def test_ten_thousand_jobs_four_workers_one_killed(
             left = json.loads(cleanup.stdout)
             accepted_at_emulator = httpx.get(f"{base}/api/messages", timeout=30).json()
             requests = httpx.get(f"{base}/api/requests", timeout=30).json()
-        record = {k: json.loads(v) for k, v in store.hgetall(outcomes).items()}
-        killed_started = store.smembers(started_key(KILLED, redis_prefix))
+        record = {k: json.loads(v) for k, v in _text_hash(store, outcomes).items()}
+        killed_started = _text_set(store, started_key(KILLED, redis_prefix))
     finally:
         _delete_prefix(store, redis_prefix)
         store.close()
