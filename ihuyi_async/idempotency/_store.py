@@ -97,12 +97,14 @@ class Claim:
 class KeyStore(ABC):
     """Where idempotency keys live; share one store (e.g. Redis) between all workers.
 
-    :ivar ttl: seconds an outcome is remembered.
-    :ivar lease: seconds a claim may stay in flight before its owner is presumed dead.
+    :ivar ttl: seconds an outcome is remembered (:data:`DEFAULT_TTL` unless the
+        store sets its own).
+    :ivar lease: seconds a claim may stay in flight before its owner is presumed dead
+        (:data:`DEFAULT_LEASE` unless the store sets its own).
     """
 
-    ttl: float
-    lease: float
+    ttl: float = DEFAULT_TTL
+    lease: float = DEFAULT_LEASE
 
     @abstractmethod
     async def claim(self, key: str, fingerprint: str, owner: str) -> Claim:
@@ -154,7 +156,7 @@ class MemoryKeyStore(KeyStore):
     Memory is bounded by the ttl: expired keys are dropped as new ones arrive.
 
     :param ttl: seconds an outcome is remembered (default 24 h).
-    :param lease: seconds a claim may stay in flight (default 300).
+    :param lease: seconds a claim may stay in flight (default 60).
     :param clock: the time source (tests: a :class:`~ihuyi_async.FakeClock`).
     """
 
