@@ -1,7 +1,8 @@
 """Batch sending: lazy input, bounded concurrency, one outcome per message, a resumable journal.
 
-``IhuyiClient.send_many`` runs :func:`send_many` here with its send function and clock;
-this module never sees the client. Its parts: the input (:class:`_Source`), the workers
+``IhuyiClient.send_many`` runs :func:`send_many` here with its send function and clock, and
+``MarketingSmsClient.send_many`` with chunks of numbers as its messages (a chunk's
+:class:`Message` carries its numbers comma-joined); this module never sees a client. Its parts: the input (:class:`_Source`), the workers
 (:class:`_Worker`, one :class:`_Send` per message), and the consumer (:func:`_consume`). The input (any iterable or async
 iterable of :class:`Message` or dicts) is consumed lazily: at most
 ``concurrency`` messages are in flight and at most ``concurrency`` finished
@@ -177,6 +178,13 @@ class Outcome:
     @property
     def skipped(self) -> bool:
         return self.status in ("already_accepted", "already_unknown")
+
+    @property
+    def mobiles(self) -> tuple[str, ...]:
+        """The numbers this outcome is about: its message's number, or every number of a
+        marketing chunk (:meth:`MarketingSmsClient.send_many`, whose ``status`` and
+        ``smsid``, the chunk's ``task_id``, hold for each of them); ``()`` without a message."""
+        return () if self.message is None else tuple(self.message.mobile.split(","))
 
 
 @dataclass(slots=True)

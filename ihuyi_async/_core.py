@@ -638,7 +638,9 @@ class _BaseClient:
                 else:
                     result = await self._send_keyed(
                         key,
-                        (out.number, out.kind, out.template_id, out.text),
+                        # further fields (a marketing ``stime``) only when present, so
+                        # the keys of other sends keep their fingerprints
+                        (out.number, out.kind, out.template_id, *filter(None, [out.extra]), out.text),
                         lambda progress: self._submit(out, on_wire, progress),
                     )
             except BaseException as exc:

@@ -31,21 +31,32 @@ section "The provider's other products").
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import os
 import ssl
-from collections.abc import Iterable, Sequence
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Collection,
+    Iterable,
+    Iterator,
+    Sequence,
+)
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, TypedDict
 
 import httpx
 
 from ._backends import Backend
+from ._batch import BatchRun, Message, ProgressHook, send_many
 from ._clock import Clock, SystemClock
 from ._codes import error_for
 from ._config import DEFAULT_TIMEOUT, MAX_RESPONSE_BYTES, PRODUCTS, Product, RetryPolicy
 from ._core import DEFAULT, _BaseClient, _check_options, _credentials, _env_backend, _Outgoing
 from ._exceptions import IhuyiError, InvalidRequestError
 from ._forms import ProductForms, form_quote
+from ._journal import Journal
 from ._models import CST, SendResult
 from ._redact import mask_mobile
 from ._validation import (
@@ -235,6 +246,7 @@ class MarketingChunk:
     segments: int
     sent_at: _dt.datetime | None = None
     message: str = ""
+    replayed: bool = False
 
     @property
     def accepted(self) -> bool:
@@ -297,8 +309,8 @@ class MarketingResult:
 class MarketingSmsClient(_ProductClient):
     """Client of the marketing (bulk) SMS product: ``api.yx.ihuyi.com/webservice/sms.php``.
 
-    Constructed like :class:`~ihuyi_async.IhuyiClient` (same parameters, minus the
-    flavour and templates); account and key default to ``$IHUYI_MARKETING_ACCOUNT`` and
+    Constructed like :class:`~ihuyi_async.IhuyiClient` (the options of
+    :class:`ProductOptions`); account and key default to ``$IHUYI_MARKETING_ACCOUNT`` and
     ``$IHUYI_MARKETING_API_KEY``, the base URL to ``$IHUYI_MARKETING_BASE_URL``. The
     limiter defaults to :data:`MARKETING_RULES`.
 
@@ -334,6 +346,7 @@ class MarketingSmsClient(_ProductClient):
         content: str,
         *,
         at: _dt.datetime | None = None,
+        idempotency_key: str | None = None,
     ) -> MarketingResult:
         """Send ``content`` to every number of ``mobiles``, ``chunk_size`` numbers per request.
 
@@ -344,10 +357,19 @@ class MarketingSmsClient(_ProductClient):
         :param mobiles: mainland numbers (a list, or one string with commas).
         :param at: a scheduled send: an aware datetime in the future, sent as ``stime``
             in China time (``YYYY-MM-DD HH:MM:SS``).
+        :param idempotency_key: at most one send per chunk and key: chunk ``i`` is sent
+            under the key ``f"{idempotency_key}#{i}"`` (see
+            :meth:`~ihuyi_async.IhuyiClient.send`). A later call with the same key, numbers,
+            content, schedule and ``chunk_size`` sends nothing again: each chunk comes back
+            with its first outcome (``replayed``), or raises its unknown outcome again as
+            its ``error``; a chunk the first call provably did not send is sent now. A
+            chunk whose numbers, content or schedule differ from its key's first call gets
+            :class:`~ihuyi_async.IdempotencyKeyReuseError` as its ``error``, nothing sent.
         :raises InvalidRequestError: no numbers (403), or an invalid one (406, naming
             its position); blank content (404). No request made.
         :raises ContentRejectedError: emoji or too long (after the opt-out text).
-        :raises ValueError: ``at`` is naive or not in the future. No request made.
+        :raises ValueError: ``at`` is naive or not in the future; an unusable
+            ``idempotency_key``. No request made.
 
         A chunk the local limiter refuses (:class:`~ihuyi_async.LocalRateLimitError`: one
         of its numbers is over a rule) or whose limiter store is unreachable is not sent;
@@ -356,22 +378,92 @@ class MarketingSmsClient(_ProductClient):
         cancels the chunk in flight and sends no more; chunks accepted before it are
         then known only from the provider's receipts.
         """
+        key = None if idempotency_key is None else check_key(idempotency_key)
         self._enter()
         numbers = _marketing_numbers(mobiles)
-        if self._opt_out and OPT_OUT not in content:
-            content = content + OPT_OUT if isinstance(content, str) else content
+        ready = self._prepare(content, at)
+        chunks: list[MarketingChunk] = []
+        size = self._chunk_size
+        for index, start in enumerate(range(0, len(numbers), size)):
+            part = tuple(numbers[start : start + size])
+            chunk_key = None if key is None else f"{key}#{index}"
+            chunks.append(await self._send_chunk(part, ready, chunk_key))
+        return MarketingResult(chunks=tuple(chunks), content=ready.content, scheduled_at=ready.at)
+
+    def send_many(
+        self,
+        mobiles: Iterable[str] | AsyncIterable[str] | str,
+        content: str,
+        *,
+        at: _dt.datetime | None = None,
+        concurrency: int = 4,
+        on_progress: ProgressHook | None = None,
+        journal: str | os.PathLike[str] | Journal | None = None,
+        stop_on: Collection[int] | None = DEFAULT,
+        resend_unknown: bool = False,
+        idempotency_key: str | None = None,
+    ) -> BatchRun:
+        """Send ``content`` to a stream of numbers, ``chunk_size`` per request, one
+        :class:`~ihuyi_async.Outcome` per chunk as each completes.
+
+        The batch machinery of :meth:`~ihuyi_async.IhuyiClient.send_many`, with a chunk of
+        numbers as its message: the input (any iterable or async iterable of numbers, read
+        lazily) is cut into chunks as it is read, at most ``concurrency`` chunks are in
+        flight, so memory holds a few chunks whatever the input's length. Each outcome's
+        :attr:`~ihuyi_async.Outcome.mobiles` are its chunk's numbers and its ``smsid`` the
+        chunk's ``task_id`` (what its receipts carry); a chunk whose outcome is
+        ``unknown`` is unknown **for every number in it**. A number that is not a mainland
+        mobile is its own outcome, ``invalid`` (406, naming its position in the input),
+        and the other numbers still go. A number repeated within one chunk is sent once;
+        across chunks it is not looked for (that would need memory growing with the input).
+
+        ``journal``, ``on_progress``, ``stop_on`` and ``resend_unknown`` work as for
+        :meth:`~ihuyi_async.IhuyiClient.send_many`, per chunk: a rerun with the same input
+        and journal skips the chunks already accepted or of unknown outcome.
+
+        :param idempotency_key: each chunk is sent under ``f"{idempotency_key}#{i}"`` (``i``
+            counts chunks from 0), as by :meth:`send`: two runs of one campaign, on any
+            hosts sharing the client's key store, send each chunk once.
+        :raises InvalidRequestError: blank content (404). :raises ContentRejectedError:
+            emoji or too long. :raises ValueError: ``at`` naive or not in the future,
+            ``concurrency`` below 1, an unusable key. All before anything is read or sent.
+        """
+        from ._codes import ACCOUNT_LEVEL_CODES
+
+        key = None if idempotency_key is None else check_key(idempotency_key)
+        ready = self._prepare(content, at)
+        chunker = _Chunker(self._chunk_size, ready.content, key)
+        chunks: Iterable[Message] | AsyncIterable[Message]
+        if isinstance(mobiles, AsyncIterable):
+            chunks = chunker.from_async(mobiles)
+        else:
+            chunks = chunker.from_sync(mobiles.split(",") if isinstance(mobiles, str) else mobiles)
+        return send_many(
+            functools.partial(self._send_batch_chunk, ready),
+            chunks,
+            clock=self._limiter.clock if self._limiter is not None else None,
+            start=self._enter,
+            concurrency=concurrency,
+            on_progress=on_progress,
+            journal=journal if journal is None or isinstance(journal, Journal) else str(journal),
+            stop_on=ACCOUNT_LEVEL_CODES if stop_on is DEFAULT else stop_on,
+            resend_unknown=resend_unknown,
+            idempotency_keys=key is not None,
+        )
+
+    def _prepare(self, content: str, at: _dt.datetime | None) -> _Prepared:
+        """The content as sent (opt-out text added), validated; the schedule; segments."""
+        if isinstance(content, str) and not content.strip():  # blank before the opt-out text too
+            raise error_for(404, local=True)
+        if self._opt_out and isinstance(content, str) and OPT_OUT not in content:
+            content = content + OPT_OUT
         validate_content(content, max_length=self._product.max_content)
         extra, scheduled = "", None
         if at is not None:
             scheduled = self._check_schedule(at)
             extra = "&stime=" + form_quote(scheduled.strftime("%Y-%m-%d %H:%M:%S"))
         segments = count_segments(content, self._signature)
-        chunks: list[MarketingChunk] = []
-        size = self._chunk_size
-        for start in range(0, len(numbers), size):
-            part = tuple(numbers[start : start + size])
-            chunks.append(await self._send_chunk(part, content, segments, extra))
-        return MarketingResult(chunks=tuple(chunks), content=content, scheduled_at=scheduled)
+        return _Prepared(content=content, segments=segments, extra=extra, at=scheduled)
 
     def _check_schedule(self, at: _dt.datetime) -> _dt.datetime:
         if not isinstance(at, _dt.datetime):
@@ -383,43 +475,119 @@ class MarketingSmsClient(_ProductClient):
             raise ValueError(f"at is in the past ({at.isoformat()}; now {now.isoformat()})")
         return at.astimezone(CST)
 
+    def _outgoing(self, part: tuple[str, ...], ready: _Prepared) -> _Outgoing:
+        text = ready.content
+        return _Outgoing(",".join(part), text, text, ready.segments, None, numbers=part, extra=ready.extra)
+
     async def _send_chunk(
-        self, part: tuple[str, ...], content: str, segments: int, extra: str
+        self, part: tuple[str, ...], ready: _Prepared, key: str | None
     ) -> MarketingChunk:
         from ._exceptions import DeliveryUnknownError
 
-        out = _Outgoing(",".join(part), content, content, segments, None, numbers=part, extra=extra)
         try:
-            result = await self._dispatch(out, None, None)
+            result = await self._dispatch(self._outgoing(part, ready), None, key)
         except IhuyiError as exc:  # refused, not sent or unknown: that chunk's outcome
             sent_at = exc.sent_at if isinstance(exc, DeliveryUnknownError) else None
             return MarketingChunk(
-                mobiles=part, task_id=None, error=exc, segments=segments, sent_at=sent_at
+                mobiles=part, task_id=None, error=exc, segments=ready.segments, sent_at=sent_at
             )
         return MarketingChunk(
             mobiles=part,
             task_id=result.smsid,
-            segments=segments,
+            segments=ready.segments,
             sent_at=result.sent_at,
             message=result.message,
+            replayed=result.replayed,
         )
 
+    async def _send_batch_chunk(
+        self, ready: _Prepared, message: Message, on_wire: Callable[[], None], key: str | None
+    ) -> SendResult:
+        """One batch message of :meth:`send_many`: a chunk, or a number that is not one."""
+        part = tuple(message.mobile.split(","))
+        if len(part) == 1:  # the chunker lets bad numbers through alone, to be refused here
+            position = (message.metadata or {}).get("position")
+            _marketing_numbers(part, position if isinstance(position, int) else 1)
+        return await self._dispatch(self._outgoing(part, ready), on_wire, key)
 
-def _marketing_numbers(mobiles: Iterable[str] | str) -> list[str]:
-    """The normalised numbers, in order, each once; the first bad one named by position."""
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """A marketing send's content as sent, its segments, its ``stime`` field and time."""
+
+    content: str
+    segments: int
+    extra: str
+    at: _dt.datetime | None
+
+
+class _Chunker:
+    """:meth:`MarketingSmsClient.send_many`'s input, cut into chunk messages as it is read.
+
+    Holds one chunk at a time. A number that does not normalise goes out alone, as its
+    own message (the send refuses it, naming its position), so one bad number never
+    holds back the chunk it would have been in.
+    """
+
+    __slots__ = ("_content", "_key", "_part", "_position", "_serial", "_size")
+
+    def __init__(self, size: int, content: str, key: str | None) -> None:
+        self._size, self._content, self._key = size, content, key
+        self._part: dict[str, None] = {}  # the chunk being filled: its numbers, in order, once
+        self._position = 0  # numbers read so far
+        self._serial = 0  # chunks made so far
+
+    def from_sync(self, mobiles: Iterable[str]) -> Iterator[Message]:
+        for raw in mobiles:
+            message = self._add(raw)
+            if message is not None:
+                yield message
+        if self._part:
+            yield self._chunk()
+
+    async def from_async(self, mobiles: AsyncIterable[str]) -> AsyncIterator[Message]:
+        async for raw in mobiles:
+            message = self._add(raw)
+            if message is not None:
+                yield message
+        if self._part:
+            yield self._chunk()
+
+    def _add(self, raw: object) -> Message | None:
+        """Take one number: the chunk it completes, a bad number alone, or ``None``."""
+        self._position += 1
+        try:
+            number = normalize_mobile(raw)  # type: ignore[arg-type]  # checked there
+        except (InvalidRequestError, TypeError):
+            text = str(raw).strip().replace(",", " ") or " "
+            key = None if self._key is None else f"{self._key}!{self._position}"
+            return Message(text, self._content, id=key, metadata={"position": self._position})
+        self._part[number] = None
+        return self._chunk() if len(self._part) >= self._size else None
+
+    def _chunk(self) -> Message:
+        numbers, self._part = ",".join(self._part), {}
+        key = None if self._key is None else f"{self._key}#{self._serial}"
+        self._serial += 1
+        return Message(numbers, self._content, id=key)
+
+
+def _marketing_numbers(mobiles: Iterable[str] | str, first: int = 1) -> list[str]:
+    """The normalised numbers, in order, each once; the first bad one named by position
+    (``first``: the position of the first of ``mobiles`` in the caller's input)."""
     items: Sequence[str] | Iterable[str] = (
         mobiles.split(",") if isinstance(mobiles, str) else mobiles
     )
     numbers: list[str] = []
     seen: set[str] = set()
-    for index, raw in enumerate(items):
+    for index, raw in enumerate(items, start=first):
         try:
             number = normalize_mobile(raw)
         except InvalidRequestError as exc:
             shown = mask_mobile(str(raw).strip())
             raise error_for(
                 exc.code,
-                f"{exc.message} (number {index + 1} of the list: {shown!r})",
+                f"{exc.message} (number {index} of the list: {shown!r})",
                 local=True,
                 mobile=str(raw).strip(),
             ) from None
