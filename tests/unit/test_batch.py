@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.lowlevel
@@ -15,8 +16,9 @@ import httpx
 import pytest
 
 import ihuyi_async as ih
+import ihuyi_async._parsing as parsing_module
 from ihuyi_async import FakeClock, IhuyiClient
-from ihuyi_async._batch import Message
+from ihuyi_async._batch import Message, Outcome
 from ihuyi_async.limiter import Limiter
 from ihuyi_async.testing import Emulator, faults
 
@@ -29,13 +31,19 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-def emulator_client(emulator: Emulator, **kw: object) -> IhuyiClient:
-    return IhuyiClient("APIID", "APIKEY", transport=emulator.transport, clock=emulator.clock, **kw)  # type: ignore[arg-type]
+def message_of(outcome: Outcome) -> Message:
+    """The outcome's message: every input item whose message these tests read is a message."""
+    assert outcome.message is not None, outcome
+    return outcome.message
+
+
+def emulator_client(emulator: Emulator, **kw: Any) -> IhuyiClient:
+    return IhuyiClient("APIID", "APIKEY", transport=emulator.transport, clock=emulator.clock, **kw)
 
 
 async def test_one_outcome_per_message_mixed_input() -> None:
     emulator = Emulator(accounts={"APIID": "APIKEY"}, balance=100)
-    inputs: list[object] = [
+    inputs: list[Any] = [  # deliberately not all messages
         Message("13800000001", "您的订单已发货", id="a", metadata={"order": 1}),
         {"mobile": "13800000002", "content": "hello", "id": "b", "order": 2},
         {"mobile": "12345", "content": "bad number", "id": "c"},
@@ -48,9 +56,9 @@ async def test_one_outcome_per_message_mixed_input() -> None:
         outcomes = [o async for o in client.send_many(inputs, concurrency=3)]
     assert sorted(o.index for o in outcomes) == list(range(len(inputs)))
     by_index = {o.index: o for o in outcomes}
-    assert by_index[0].ok and by_index[0].message.metadata == {"order": 1}
-    assert by_index[0].smsid == by_index[0].result.smsid  # type: ignore[union-attr]
-    assert by_index[1].ok and by_index[1].message.metadata == {"order": 2}
+    assert by_index[0].ok and message_of(by_index[0]).metadata == {"order": 1}
+    assert by_index[0].result is not None and by_index[0].smsid == by_index[0].result.smsid
+    assert by_index[1].ok and message_of(by_index[1]).metadata == {"order": 2}
     assert by_index[2].status == "invalid" and isinstance(by_index[2].error, ih.InvalidRequestError)
     assert by_index[3].status == "invalid" and isinstance(by_index[3].error, ValueError)
     assert by_index[4].status == "invalid" and isinstance(by_index[4].error, TypeError)
@@ -133,7 +141,7 @@ async def test_async_input_pulled_by_one_worker_at_a_time_in_order() -> None:
     async with IhuyiClient("APIID", "KEY", transport=transport, limiter=None) as client:
         outcomes = [o async for o in client.send_many(source(), concurrency=8)]
     assert sorted(o.index for o in outcomes) == list(range(60))
-    assert all(o.ok and o.message.content == f"m{o.index}" for o in outcomes)
+    assert all(o.ok and message_of(o).content == f"m{o.index}" for o in outcomes)
 
 
 async def test_early_close_does_not_wait_for_a_stalled_async_input() -> None:
@@ -291,13 +299,13 @@ async def test_journal_skips_accepted_and_unknown_on_rerun(tmp_path: Path) -> No
     msgs = [{"mobile": f"1380000000{i}", "content": f"m{i}", "id": f"m{i}"} for i in range(6)]
     emulator.fail_next(faults.garbage(), method="Submit")
     async with emulator_client(emulator) as client:
-        first = {o.message.id: o.status async for o in client.send_many(msgs, concurrency=1, journal=journal)}
+        first = {message_of(o).id: o.status async for o in client.send_many(msgs, concurrency=1, journal=journal)}
     assert sorted(first.values()) == ["accepted"] * 5 + ["unknown"]
     lines = [json.loads(x) for x in journal.read_text().splitlines()]
     assert {x["status"] for x in lines} == {"pending", "accepted", "unknown"}
     assert all("13800000" not in json.dumps(x) for x in lines)  # numbers masked
     async with emulator_client(emulator) as client:
-        second = {o.message.id: o.status async for o in client.send_many(msgs, journal=journal)}
+        second = {message_of(o).id: o.status async for o in client.send_many(msgs, journal=journal)}
     assert sorted(second.values()) == ["already_accepted"] * 5 + ["already_unknown"]
     assert len(emulator.messages) == 5  # nothing sent twice (the garbage answer's message was accepted or not: never resent)
 
@@ -308,7 +316,7 @@ async def test_journal_pending_entry_means_unknown(tmp_path: Path) -> None:
     emulator = Emulator(accounts={"APIID": "APIKEY"}, balance=100)
     msgs = [{"mobile": f"1380000000{i}", "content": "m", "id": k} for i, k in enumerate("xyz")]
     async with emulator_client(emulator) as client:
-        got = {o.message.id: o.status async for o in client.send_many(msgs, journal=journal)}
+        got = {message_of(o).id: o.status async for o in client.send_many(msgs, journal=journal)}
     assert got == {"x": "already_unknown", "y": "accepted", "z": "accepted"}
 
 
@@ -360,15 +368,16 @@ async def test_a_foreign_exception_after_the_wire_is_unknown_never_invalid(
     """The request reached the server, then the answer's parser raised something foreign."""
     import ihuyi_async._client as client_module
 
-    real = client_module.parse_submit
+    real = parsing_module.parse_submit  # what the client module imported
+    calls = 0
 
-    def parse(data: bytes, *args: object, **kwargs: object) -> object:
-        if b"16842079209571524017" in data and parse.calls == 0:  # type: ignore[attr-defined]
-            parse.calls += 1  # type: ignore[attr-defined]
+    def parse(data: bytes, *args: Any, **kwargs: Any) -> tuple[str, str]:
+        nonlocal calls
+        if b"16842079209571524017" in data and calls == 0:
+            calls += 1
             raise foreign("Exceeds the limit (4300 digits) for integer string conversion")
-        return real(data, *args, **kwargs)  # type: ignore[arg-type]
+        return real(data, *args, **kwargs)
 
-    parse.calls = 0  # type: ignore[attr-defined]
     monkeypatch.setattr(client_module, "parse_submit", parse)
     requests: list[int] = []
     journal = tmp_path / "run.jsonl"
@@ -384,7 +393,7 @@ async def test_a_foreign_exception_after_the_wire_is_unknown_never_invalid(
     for line in journal.read_text().splitlines():
         entry = json.loads(line)
         last[entry["id"]] = entry
-    assert last[unknown.message.id]["status"] == "unknown"  # type: ignore[union-attr]
+    assert last[message_of(unknown).id]["status"] == "unknown"
     # a rerun never resends it
     async with IhuyiClient("APIID", "KEY", transport=_ok_transport(requests), limiter=None) as client:
         again = [o.status async for o in client.send_many(msgs, journal=journal)]
@@ -396,15 +405,15 @@ async def test_one_foreign_exception_does_not_end_the_other_messages_batch(
 ) -> None:
     import ihuyi_async._client as client_module
 
-    real = client_module.parse_submit
+    real = parsing_module.parse_submit  # what the client module imported
     calls = 0
 
-    def parse(data: bytes, *args: object, **kwargs: object) -> object:
+    def parse(data: bytes, *args: Any, **kwargs: Any) -> tuple[str, str]:
         nonlocal calls
         calls += 1
         if calls % 3 == 0:
             raise LookupError("unknown encoding: x-nonsense")
-        return real(data, *args, **kwargs)  # type: ignore[arg-type]
+        return real(data, *args, **kwargs)
 
     monkeypatch.setattr(client_module, "parse_submit", parse)
     requests: list[int] = []
@@ -423,12 +432,12 @@ async def test_a_foreign_exception_before_the_wire_is_not_sent_and_the_run_goes_
     real = Limiter.acquire
     calls = 0
 
-    async def acquire(self: Limiter, *args: object, **kwargs: object) -> object:
+    async def acquire(self: Limiter, *args: Any, **kwargs: Any) -> object:
         nonlocal calls
         calls += 1
         if calls == 2:
             raise RuntimeError("this backend cannot run on this event loop")
-        return await real(self, *args, **kwargs)  # type: ignore[arg-type]
+        return await real(self, *args, **kwargs)
 
     monkeypatch.setattr(Limiter, "acquire", acquire)
     requests: list[int] = []
@@ -482,7 +491,7 @@ async def test_batch_status_comes_from_where_the_send_stopped(tmp_path: Path) ->
     fake = _RaisingClient(after, before)
     msgs = [{"mobile": "13800138000", "content": c, "id": c} for c in [*after, *before, "fine"]]
     journal = tmp_path / "j.jsonl"
-    got = {o.message.id: o.status async for o in send_many(fake.send, msgs, concurrency=3, journal=journal)}  # type: ignore[union-attr]
+    got = {message_of(o).id: o.status async for o in send_many(fake.send, msgs, concurrency=3, journal=str(journal))}
     assert got == {
         "a-value": "unknown", "a-type": "unknown", "a-lookup": "unknown", "a-key": "unknown",
         "a-transport": "not_sent", "a-rejected": "rejected",
@@ -546,7 +555,7 @@ async def test_an_id_whose_message_changed_is_a_conflict_that_stops_the_run(tmp_
 
     async with _ok_client(requests) as client:
         outcomes = [o async for o in client.send_many(changed, concurrency=1, journal=journal)]
-    statuses = {o.message.id: o.status for o in outcomes}  # type: ignore[union-attr]
+    statuses = {message_of(o).id: o.status for o in outcomes}
     assert statuses["o0"] == "already_accepted" and statuses["o1"] == "conflict"
     assert "o1" in str(next(o.error for o in outcomes if o.status == "conflict"))
     assert len(requests) == 3  # nothing more was sent after the conflict
@@ -629,7 +638,7 @@ async def test_graceful_stop_lets_requests_on_the_wire_finish() -> None:
     msgs = ({"mobile": f"139{i:08d}", "content": "x"} for i in range(1000))
     async with IhuyiClient("APIID", "KEY", transport=Gate(), limiter=None) as client:
         run = client.send_many(msgs, concurrency=5)
-        outcomes: list[object] = []
+        outcomes: list[Outcome] = []
 
         async def consume() -> None:
             outcomes.extend([o async for o in run])
@@ -642,5 +651,5 @@ async def test_graceful_stop_lets_requests_on_the_wire_finish() -> None:
                 run.stop("interrupted")
                 assert run.progress.on_wire == 5
                 release.set()
-    assert len(outcomes) == 5 and all(o.status == "accepted" for o in outcomes)  # type: ignore[attr-defined]
+    assert len(outcomes) == 5 and all(o.status == "accepted" for o in outcomes)
     assert run.stop_reason == "interrupted" and run.taken == 5
