@@ -5,6 +5,9 @@ one listening socket per latency on 127.0.0.1, ephemeral ports, printed as one J
 line on stdout once bound. Every request, whatever its path, is answered
 ``{"code":2,"msg":"提交成功","smsid":"<20 digits>"}`` after the added latency.
 Uses uvloop when it is installed. Loopback only.
+
+``--certfile`` / ``--keyfile`` (PEM): serve HTTPS instead (the network mode of
+:mod:`benchmarks.network`, with a ``trustme`` certificate).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import asyncio
 import itertools
 import json
 import os
+import ssl
 import sys
 
 _HEAD = (
@@ -33,7 +37,7 @@ def _make_handler(latency: float, serial: itertools.count[int]) -> object:
             while True:
                 try:
                     head = await reader.readuntil(b"\r\n\r\n")
-                except (asyncio.IncompleteReadError, ConnectionError):
+                except (asyncio.IncompleteReadError, OSError):  # ssl.SSLError too
                     return
                 lower = head.lower()
                 length = 0
@@ -56,7 +60,7 @@ def _make_handler(latency: float, serial: itertools.count[int]) -> object:
                 if close:
                     await writer.drain()
                     return
-        except (ConnectionError, asyncio.IncompleteReadError):
+        except (OSError, asyncio.IncompleteReadError):
             return
         finally:
             writer.close()
@@ -64,7 +68,7 @@ def _make_handler(latency: float, serial: itertools.count[int]) -> object:
     return handle
 
 
-async def _serve(latencies: list[float]) -> None:
+async def _serve(latencies: list[float], tls: ssl.SSLContext | None = None) -> None:
     serial = itertools.count(1)
     servers = []
     ports = {}
@@ -75,6 +79,7 @@ async def _serve(latencies: list[float]) -> None:
             0,
             backlog=4096,
             reuse_address=True,
+            ssl=tls,
         )
         servers.append(server)
         ports[str(latency)] = server.sockets[0].getsockname()[1]
@@ -91,16 +96,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--latency", type=float, action="append", default=[])
     parser.add_argument("--cpu", type=int, default=None, help="pin to this CPU")
+    parser.add_argument("--certfile", help="PEM certificate chain: serve HTTPS")
+    parser.add_argument("--keyfile", help="PEM private key of --certfile")
     args = parser.parse_args()
+    tls = None
+    if args.certfile:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(args.certfile, args.keyfile)
     if args.cpu is not None and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {args.cpu})
     latencies = args.latency or [0.0]
     try:
-        import uvloop  # type: ignore[import-not-found]
+        import uvloop
     except ImportError:
-        asyncio.run(_serve(latencies))
+        asyncio.run(_serve(latencies, tls))
     else:  # pragma: no cover - optional
-        uvloop.run(_serve(latencies))
+        uvloop.run(_serve(latencies, tls))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ An async client is ``async def make(url) -> (send, close)``; a threaded client i
 ``async def make(url) -> (run, close)`` where ``await run(in_flight, count, deadline)``
 sends up to ``count`` messages (none generated after ``deadline``, a
 ``time.perf_counter`` value) with ``in_flight`` at once and returns ``(sent, errors)``.
+Every maker also takes ``context=``, an :class:`ssl.SSLContext` trusting the network
+mode's test CA (:mod:`benchmarks.network`; the URL is then ``https://``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import hashlib
 import http.client
 import itertools
 import json
+import ssl
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Iterator
@@ -36,9 +39,9 @@ _numbers = itertools.count(1)
 
 AsyncSend = Callable[[], Awaitable[None]]
 AsyncClose = Callable[[], Awaitable[None]]
-AsyncMake = Callable[[str], Awaitable[tuple[AsyncSend, AsyncClose]]]
+AsyncMake = Callable[..., Awaitable[tuple[AsyncSend, AsyncClose]]]  # (url, context=None)
 BatchRun = Callable[[int, int, float], Awaitable[tuple[int, int]]]
-BatchMake = Callable[[str], Awaitable[tuple[BatchRun, AsyncClose]]]
+BatchMake = Callable[..., Awaitable[tuple[BatchRun, AsyncClose]]]
 SyncMake = Callable[[str], Callable[[], None]]
 
 
@@ -71,10 +74,12 @@ def _check(answer: Any) -> None:
 
 
 def make_ours(backend: str) -> AsyncMake:
-    async def make(base_url: str) -> tuple[AsyncSend, AsyncClose]:
+    async def make(base_url: str, context: ssl.SSLContext | None = None) -> tuple[AsyncSend, AsyncClose]:
         from ihuyi_async import IhuyiClient
 
-        client = IhuyiClient(ACCOUNT, API_KEY, base_url=base_url, backend=backend)  # type: ignore[arg-type]
+        client = IhuyiClient(
+            ACCOUNT, API_KEY, base_url=base_url, backend=backend, verify=context or True  # type: ignore[arg-type]
+        )
         await client.__aenter__()
         send_ = client.send
 
@@ -89,10 +94,12 @@ def make_ours(backend: str) -> AsyncMake:
 def make_ours_many(backend: str) -> BatchMake:
     """``send_many`` over a generator: the library's own batch driver (no worker tasks of ours)."""
 
-    async def make(base_url: str) -> tuple[BatchRun, AsyncClose]:
+    async def make(base_url: str, context: ssl.SSLContext | None = None) -> tuple[BatchRun, AsyncClose]:
         from ihuyi_async import IhuyiClient, Message
 
-        client = IhuyiClient(ACCOUNT, API_KEY, base_url=base_url, backend=backend)  # type: ignore[arg-type]
+        client = IhuyiClient(
+            ACCOUNT, API_KEY, base_url=base_url, backend=backend, verify=context or True  # type: ignore[arg-type]
+        )
         await client.__aenter__()
         clock = time.perf_counter
 
@@ -116,13 +123,53 @@ def make_ours_many(backend: str) -> BatchMake:
     return make
 
 
+TELEMETRY_OFF = "ihuyi-async send, backend=native, telemetry off (as without opentelemetry-api)"
+TELEMETRY_NOOP = "ihuyi-async send, backend=native, telemetry on (no-op providers)"
+
+
+def make_ours_telemetry(mode: str) -> AsyncMake:
+    """``backend="native"`` with the OpenTelemetry hooks in one state (#20).
+
+    ``"off"``: as if ``opentelemetry-api`` were not installed (the hooks' module without it);
+    ``"noop"``: the API's ``NoOpTracerProvider`` and ``NoOpMeterProvider`` given to
+    ``instrument()``, so every hook runs (span, attributes, counters) and nothing records.
+    The plain ``backend=native`` row is the default state: the API installed, no SDK.
+    The previous state is restored on close.
+    """
+
+    inner = make_ours("native")
+
+    async def make(base_url: str, context: ssl.SSLContext | None = None) -> tuple[AsyncSend, AsyncClose]:
+        import ihuyi_async._telemetry as telemetry
+
+        saved = (telemetry._trace, telemetry._metrics)
+        if mode == "off":
+            telemetry._trace = telemetry._metrics = None
+        else:
+            from opentelemetry import metrics, trace
+
+            telemetry.instrument(
+                tracer_provider=trace.NoOpTracerProvider(), meter_provider=metrics.NoOpMeterProvider()
+            )
+        send, close_client = await inner(base_url, context)
+
+        async def close() -> None:
+            await close_client()
+            telemetry._trace, telemetry._metrics = saved
+            telemetry.instrument()
+
+        return send, close
+
+    return make
+
+
 # ------------------------------------------------------------------ raw httpx / aiohttp
 
 
-async def make_raw_httpx(base_url: str) -> tuple[AsyncSend, AsyncClose]:
+async def make_raw_httpx(base_url: str, context: ssl.SSLContext | None = None) -> tuple[AsyncSend, AsyncClose]:
     import httpx
 
-    client = httpx.AsyncClient()
+    client = httpx.AsyncClient(verify=context or True)
     url = base_url + SUBMIT_PATH
 
     async def send() -> None:
@@ -133,7 +180,7 @@ async def make_raw_httpx(base_url: str) -> tuple[AsyncSend, AsyncClose]:
 
 
 async def make_httpx_aiohttp(base_url: str) -> tuple[AsyncSend, AsyncClose]:
-    from httpx_aiohttp import HttpxAiohttpClient
+    from httpx_aiohttp import HttpxAiohttpClient  # type: ignore[import-not-found, unused-ignore]
 
     client = HttpxAiohttpClient()
     url = base_url + SUBMIT_PATH
@@ -145,10 +192,10 @@ async def make_httpx_aiohttp(base_url: str) -> tuple[AsyncSend, AsyncClose]:
     return send, client.aclose
 
 
-async def make_raw_aiohttp(base_url: str) -> tuple[AsyncSend, AsyncClose]:
+async def make_raw_aiohttp(base_url: str, context: ssl.SSLContext | None = None) -> tuple[AsyncSend, AsyncClose]:
     import aiohttp
 
-    session = aiohttp.ClientSession()
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context or True))
     url = base_url + SUBMIT_PATH
 
     async def send() -> None:
@@ -158,7 +205,7 @@ async def make_raw_aiohttp(base_url: str) -> tuple[AsyncSend, AsyncClose]:
     return send, session.close
 
 
-async def make_raw_streams(base_url: str) -> tuple[AsyncSend, AsyncClose]:
+async def make_raw_streams(base_url: str, context: ssl.SSLContext | None = None) -> tuple[AsyncSend, AsyncClose]:
     """One keep-alive connection per concurrent caller, a prebuilt request: the floor."""
     parsed = urllib.parse.urlsplit(base_url)
     host, port = parsed.hostname or "127.0.0.1", parsed.port or 80
@@ -175,7 +222,7 @@ async def make_raw_streams(base_url: str) -> tuple[AsyncSend, AsyncClose]:
         if idle:
             reader, writer = idle.pop()
         else:
-            reader, writer = await asyncio.open_connection(host, port)
+            reader, writer = await asyncio.open_connection(host, port, ssl=context)
             opened.append(writer)
         writer.write(request)
         head = await reader.readuntil(b"\r\n\r\n")
@@ -195,7 +242,7 @@ async def make_raw_streams(base_url: str) -> tuple[AsyncSend, AsyncClose]:
 # ------------------------------------------------------------------ the vendor's demo
 
 
-def make_vendor(base_url: str) -> Callable[[], None]:
+def make_vendor(base_url: str, context: ssl.SSLContext | None = None) -> Callable[[], None]:
     parsed = urllib.parse.urlsplit(base_url)
     host, port = parsed.hostname or "127.0.0.1", parsed.port or 80
 
@@ -210,7 +257,11 @@ def make_vendor(base_url: str) -> Callable[[], None]:
             }
         )
         headers = {"Content-type": "application/x-www-form-urlencoded", "Accept": "text/plain"}
-        conn = http.client.HTTPConnection(host, port, timeout=30)
+        conn: http.client.HTTPConnection = (
+            http.client.HTTPConnection(host, port, timeout=30)
+            if context is None  # the demo's own choice: plain HTTP
+            else http.client.HTTPSConnection(host, port, timeout=30, context=context)
+        )
         conn.request("POST", SUBMIT_PATH, params, headers)
         response = conn.getresponse()
         data = response.read()
@@ -229,6 +280,8 @@ def available() -> dict[str, tuple[str, Any]]:
         "ihuyi-async send_many, backend=native": ("batch", make_ours_many("native")),
         "ihuyi-async send_many, backend=httpx": ("batch", make_ours_many("httpx")),
         "ihuyi-async send_many, backend=aiohttp": ("batch", make_ours_many("aiohttp")),
+        TELEMETRY_OFF: ("async", make_ours_telemetry("off")),
+        TELEMETRY_NOOP: ("async", make_ours_telemetry("noop")),
         "raw httpx.AsyncClient (default pool)": ("async", make_raw_httpx),
         "raw aiohttp.ClientSession": ("async", make_raw_aiohttp),
         "httpx over httpx-aiohttp transport": ("async", make_httpx_aiohttp),
@@ -243,6 +296,9 @@ def available() -> dict[str, tuple[str, Any]]:
         ("aiohttp", "raw aiohttp.ClientSession"),
         ("httptools", "ihuyi-async send, backend=native"),
         ("httptools", "ihuyi-async send_many, backend=native"),
+        ("httptools", TELEMETRY_OFF),
+        ("httptools", TELEMETRY_NOOP),
+        ("opentelemetry", TELEMETRY_NOOP),
         ("httpx_aiohttp", "httpx over httpx-aiohttp transport"),
     ):
         if importlib.util.find_spec(module) is None:

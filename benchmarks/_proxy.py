@@ -1,0 +1,191 @@
+"""A delay proxy for the network mode: loopback made to behave like a link with a round trip.
+
+Run as its own process (``python -m benchmarks._proxy --upstream 40123 --rtt 0.02 --rtt 0.04``):
+one listening socket on 127.0.0.1 per round-trip time, ephemeral ports, printed as one
+JSON line on stdout once bound; every accepted connection is forwarded, byte for byte
+(TLS passes through untouched), to ``127.0.0.1:<upstream>``.
+
+What it adds, per connection, ``rtt`` being the round-trip time of its listening socket:
+
+* every chunk, in either direction, is delivered ``rtt / 2`` after it arrived, in order
+  (one timer per direction, a queue of (due, bytes));
+* the client's bytes cannot leave before ``rtt`` after the connection was accepted: the
+  TCP handshake (SYN, SYN-ACK) that loopback completes at once costs one round trip on a
+  real link, so a new connection's first byte reaches the server ``1.5 × rtt`` after the
+  client called ``connect`` (and its answer is back after ``2 × rtt``).
+
+An end of stream, or the server closing, closes the other side after the bytes before it. Bandwidth is not limited and
+nothing is lost: only latency is modelled. Uses uvloop when it is installed. Serves until
+stdin closes. Loopback only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import json
+import os
+import sys
+from typing import cast
+
+
+class _Pipe:
+    """One direction of one connection: delays what it is given, then writes it to ``sink``."""
+
+    __slots__ = ("_delay", "_handle", "_loop", "_not_before", "_queue", "sink")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, delay: float, not_before: float) -> None:
+        self._loop = loop
+        self._delay = delay
+        self._not_before = not_before
+        self._queue: collections.deque[tuple[float, bytes | None]] = collections.deque()
+        self._handle: asyncio.TimerHandle | None = None
+        self.sink: asyncio.Transport | None = None
+
+    def put(self, data: bytes | None) -> None:
+        """Queue ``data`` (``None``: close the other side) for delivery after the delay."""
+        due = max(self._loop.time(), self._not_before) + self._delay
+        self._queue.append((due, data))
+        if self._handle is None:
+            self._handle = self._loop.call_at(due, self._flush)
+
+    def _flush(self) -> None:
+        self._handle = None
+        now = self._loop.time()
+        queue = self._queue
+        sink = self.sink
+        if sink is None:  # the upstream connection is not open yet (it takes < 1 ms)
+            self._handle = self._loop.call_later(0.001, self._flush)
+            return
+        while queue and queue[0][0] <= now:
+            _, data = queue.popleft()
+            if sink.is_closing():
+                queue.clear()
+                return
+            if data is None:
+                sink.close()  # sends what is buffered first
+            else:
+                sink.write(data)
+        if queue:
+            self._handle = self._loop.call_at(queue[0][0], self._flush)
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        self._queue.clear()
+
+
+class _Upstream(asyncio.Protocol):
+    """The proxy's connection to the server: what it reads goes back to the client, delayed."""
+
+    def __init__(self, downstream: _Downstream) -> None:
+        self.downstream = downstream
+
+    def data_received(self, data: bytes) -> None:
+        self.downstream.to_client.put(data)
+
+    def eof_received(self) -> bool:
+        self.downstream.upstream_lost()
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.downstream.upstream_lost()
+
+
+class _Downstream(asyncio.Protocol):
+    """A client's connection to the proxy."""
+
+    def __init__(self, rtt: float, upstream_port: int) -> None:
+        self.rtt = rtt
+        self.upstream_port = upstream_port
+        self.transport: asyncio.Transport | None = None
+        self.upstream: asyncio.Transport | None = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        # the handshake round trip: nothing from the client leaves before it is over
+        self.to_server = _Pipe(loop, rtt / 2, now + rtt)
+        self.to_client = _Pipe(loop, rtt / 2, now)
+        self._task: asyncio.Task[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # a uvloop transport is no asyncio.Transport subclass: no isinstance check
+        self.transport = cast(asyncio.Transport, transport)
+        self.to_client.sink = self.transport
+        self._task = asyncio.get_running_loop().create_task(self._connect())
+
+    async def _connect(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            upstream, _ = await loop.create_connection(
+                lambda: _Upstream(self), "127.0.0.1", self.upstream_port
+            )
+        except OSError:
+            if self.transport is not None:
+                self.transport.close()
+            return
+        self.upstream = upstream
+        self.to_server.sink = upstream
+        if self.transport is None or self.transport.is_closing():
+            upstream.close()
+
+    def data_received(self, data: bytes) -> None:
+        self.to_server.put(data)
+
+    def eof_received(self) -> bool:
+        self.to_server.put(None)
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.to_server.close()
+        self.to_client.close()
+        if self.upstream is not None:
+            self.upstream.close()
+        self.transport = None
+
+    def upstream_lost(self) -> None:
+        # the delayed answer bytes already queued reach the client first, then it closes
+        self.to_client.put(None)
+
+
+async def _serve(rtts: list[float], upstream: int) -> None:
+    loop = asyncio.get_running_loop()
+    servers = []
+    ports = {}
+    for rtt in rtts:
+        server = await loop.create_server(
+            lambda rtt=rtt: _Downstream(rtt, upstream),  # type: ignore[misc]
+            "127.0.0.1",
+            0,
+            backlog=4096,
+            reuse_address=True,
+        )
+        servers.append(server)
+        ports[str(rtt)] = server.sockets[0].getsockname()[1]
+    sys.stdout.write(json.dumps({"pid": os.getpid(), "ports": ports}) + "\n")
+    sys.stdout.flush()
+    await loop.run_in_executor(None, sys.stdin.read)  # until the benchmark closes the pipe
+    for server in servers:
+        server.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--upstream", type=int, required=True, help="the server's port on 127.0.0.1")
+    parser.add_argument("--rtt", type=float, action="append", default=[], help="seconds")
+    parser.add_argument("--cpu", type=int, default=None, help="pin to this CPU")
+    args = parser.parse_args()
+    if args.cpu is not None and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {args.cpu})
+    rtts = args.rtt or [0.02]
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(_serve(rtts, args.upstream))
+    else:  # pragma: no cover - optional
+        uvloop.run(_serve(rtts, args.upstream))
+
+
+if __name__ == "__main__":
+    main()
