@@ -15,12 +15,20 @@ pytest-asyncio, anyio's pytest plugin, or no async plugin at all):
 ``ihuyi_server``
     an :class:`~ihuyi_async.testing.EmulatorServer` serving ``ihuyi_emulator`` on
     127.0.0.1 (a free port), for clients in other threads, processes or languages.
+``ihuyi_verifier``
+    a :class:`~ihuyi_async.verify.Verifier` sending through ``ihuyi_client`` on the
+    emulator's clock (the trial template, id 1, unless ``verifier={...}`` says
+    otherwise; stores in memory): read the texted code with
+    ``ihuyi_emulator.last_code_for(number)``, move time with
+    ``ihuyi_emulator.clock.advance(seconds)``.
 
 Configure them with the ``ihuyi`` marker; its keywords are
 :class:`~ihuyi_async.testing.Emulator` keywords plus:
 
 * ``client``: a dict of extra :class:`~ihuyi_async.IhuyiClient` keywords
   (``{"flavour": "json", "limiter": None}``);
+* ``verifier``: a dict of :class:`~ihuyi_async.verify.Verifier` keywords
+  (``{"resend_after": 30, "limits": VerifyLimits(per_source_per_hour=3)}``);
 * ``loopback``: ``ihuyi_client`` talks to ``ihuyi_server`` over a real socket;
 * ``strict``: check for loose ends at teardown (default ``True``).
 
@@ -46,10 +54,11 @@ from ._server import EmulatorServer
 
 if TYPE_CHECKING:
     from ihuyi_async import IhuyiClient
+    from ihuyi_async.verify import Verifier
 
-__all__ = ["ihuyi_client", "ihuyi_emulator", "ihuyi_server", "pytest_configure"]
+__all__ = ["ihuyi_client", "ihuyi_emulator", "ihuyi_server", "ihuyi_verifier", "pytest_configure"]
 
-_PLUGIN_KEYS = ("client", "loopback", "strict")
+_PLUGIN_KEYS = ("client", "verifier", "loopback", "strict")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -57,7 +66,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "ihuyi(**options): configure the ihuyi_emulator / ihuyi_client fixtures: Emulator "
         "keywords (accounts, balance, strict_templates, limits, blacklist, receipt_url, ...), "
-        "client={IhuyiClient keywords}, loopback=False, strict=True",
+        "client={IhuyiClient keywords}, verifier={Verifier keywords}, loopback=False, strict=True",
     )
 
 
@@ -65,6 +74,7 @@ def pytest_configure(config: pytest.Config) -> None:
 class _Options:
     emulator: dict[str, Any] = field(default_factory=dict)
     client: dict[str, Any] = field(default_factory=dict)
+    verifier: dict[str, Any] = field(default_factory=dict)
     loopback: bool = False
     strict: bool = True
 
@@ -78,6 +88,8 @@ def _options(request: pytest.FixtureRequest) -> _Options:
         for key, value in marker.kwargs.items():
             if key == "client":
                 options.client.update(dict(value))
+            elif key == "verifier":
+                options.verifier.update(dict(value))
             elif key == "loopback":
                 options.loopback = bool(value)
             elif key == "strict":
@@ -138,3 +150,17 @@ def ihuyi_client(request: pytest.FixtureRequest, ihuyi_emulator: Emulator) -> It
     client = IhuyiClient(account, ihuyi_emulator.api_key_of(account), **kwargs)
     yield client
     _close(client)
+
+
+@pytest.fixture
+def ihuyi_verifier(
+    request: pytest.FixtureRequest, ihuyi_client: IhuyiClient, ihuyi_emulator: Emulator
+) -> Verifier:
+    """A :class:`~ihuyi_async.verify.Verifier` on ``ihuyi_client`` and the emulator's clock."""
+    from ihuyi_async.verify import Verifier
+
+    kwargs: dict[str, Any] = dict(_options(request).verifier)
+    if "content" not in kwargs:
+        kwargs.setdefault("template_id", 1)
+    kwargs.setdefault("clock", ihuyi_emulator.clock)
+    return Verifier(ihuyi_client, **kwargs)

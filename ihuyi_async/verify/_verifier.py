@@ -17,6 +17,7 @@ Redis alike. The order of one :meth:`Verifier.start`:
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import hmac
 import logging
@@ -114,7 +115,8 @@ class Verifier:
         ``"keep"`` (every code sent in the verification stays valid until one is used).
     :param purpose: keeps verifications apart: a code started by the verifier for
         ``"login"`` is ``not_found`` for the one for ``"reset"`` (on the same store).
-        The number's limits are shared by all purposes that share a limiter store.
+        Derive the verifiers of the other purposes with :meth:`for_purpose` so that
+        they share this one's limits (a number's 5 codes a day are for all purposes).
     :raises ValueError: neither or both of ``template_id`` / ``content``, a content
         without ``{code}``, a length outside 4-10 (or over 8 with a template), a
         secret shorter than 16 bytes, a non-positive lifetime or budget.
@@ -167,6 +169,14 @@ class Verifier:
             max_attempts=max_attempts,
             keep=resend == "keep",
         )
+
+    def for_purpose(self, purpose: str) -> Verifier:
+        """A verifier for another ``purpose`` on this one's client, store, secret, options
+        and limiter (its counts are shared: the limits hold across purposes)."""
+        _check_options(self._template_id, self._content, self.length, "keep", purpose)
+        twin = copy.copy(self)
+        twin.purpose = purpose
+        return twin
 
     async def _key(self) -> bytes:
         if self._secret is None:

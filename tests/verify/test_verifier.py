@@ -1,4 +1,4 @@
-"""The Verifier on the plugin's emulator client with the emulator's fake clock."""
+"""The Verifier through the plugin's ``ihuyi_verifier`` (the emulator's client and fake clock)."""
 
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture
-def verifier(ihuyi_client: IhuyiClient, ihuyi_emulator: Emulator) -> Verifier:
-    return Verifier(ihuyi_client, template_id=1, clock=ihuyi_emulator.clock)
+def verifier(ihuyi_verifier: Verifier) -> Verifier:
+    """The plugin's fixture: the trial template, ``ihuyi_client``, the emulator's clock."""
+    return ihuyi_verifier
 
 
 async def test_texted_code_is_approved_once(verifier: Verifier, ihuyi_emulator: Emulator) -> None:
@@ -79,3 +80,14 @@ async def test_failed_send_leaves_no_code_and_no_resend_window(verifier: Verifie
     assert (await verifier.check("13800138000", "000000")).status == "not_found"
     with pytest.raises(ApiError):  # not refused as a resend: the window was not consumed
         await verifier.start("13800138000")
+
+
+@pytest.mark.ihuyi(verifier={"content": "【测试】您的验证码是{code}，5分钟内有效。", "length": 4})
+async def test_the_marker_configures_the_fixture(
+    ihuyi_verifier: Verifier, ihuyi_emulator: Emulator
+) -> None:
+    await ihuyi_verifier.start("13800138000")
+    [message] = ihuyi_emulator.messages
+    code = ihuyi_emulator.last_code_for("13800138000")
+    assert len(code) == 4 and message.content == f"【测试】您的验证码是{code}，5分钟内有效。"
+    assert message.template_id is None and message.verification
