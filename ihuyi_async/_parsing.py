@@ -1,4 +1,12 @@
-"""Provider answers (bytes) -> values, and the outcome rules of fact sheet §9. Pure: no I/O.
+"""Provider answers (bytes) -> values, and the outcome rules. Pure: no I/O.
+
+The outcome rules are those careful public integrations converged on, as the README's
+table ("What a send does, and what its errors mean") states them: a send is accepted only
+with code 2 *and* a non-zero id; any other code is a rejection (the registry's
+:class:`ApiError`); anything else (no code, code 2 without an id or with id ``0``, a body
+that does not decode) is a :class:`ProtocolError`, which the client reports as an unknown
+outcome. The answers' shapes are those of the provider's SMS interface document (v3.3:
+``SubmitResult``, ``GetNumResult``, ``AddTemplateResult``).
 
 Accepts JSON and XML, the latter with or without a namespace (any namespace),
 XML declaration, BOM or surrounding whitespace, parsed with DTDs and entities

@@ -41,7 +41,8 @@ Where the provider's documents are silent the emulator guesses, and says so here
   as delivered (in template mode, the rendered template).
 * **smsid**: 20 digits, the 10-digit Unix time of the emulator's clock followed
   by a 10-digit serial (the real ones look like that).
-* **Products** (fact sheet §7): ``webservice/isms.php`` is international SMS
+* **Products** (as public integrations call them; README "The provider's other products"):
+  ``webservice/isms.php`` is international SMS
   (``mobile`` ``"<cc> <number>"``, 86 refused with 406, answer id ``ismsid``);
   ``webservice/voice.php`` is a voice code when the account is not mapped to
   ``"voice-notice"`` in ``products`` (content 4-6 ASCII digits, else 4072), else a voice
@@ -109,7 +110,7 @@ _DAY = 86400.0
 _CHINA_OFFSET = 8 * 3600.0
 _SIGNATURE = r"(?:【[^】]{2,30}】)?"
 _FAILED = {"Submit": {"smsid": "0"}, "GetNum": {"num": "0"}, "AddTemplate": {"templateid": "0"}}
-#: The id field of each product's accepted answer (fact sheet §7), by product and flavour.
+#: The id field of each product's accepted answer (README "The provider's other products").
 _ID_FIELDS = {("international", "legacy"): "ismsid", ("voice-notice", "json"): "voiceid"}
 _INTERNATIONAL = re.compile(r"([1-9][0-9]{0,3}) ([0-9]{4,14})")
 _LANDLINE = re.compile(r"0[1-9][0-9]{1,2}-?[0-9]{7,8}")

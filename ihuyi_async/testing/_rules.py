@@ -1,10 +1,14 @@
 """The provider's content, number, template and signature rules, as the emulator applies them.
 
-Owns the emulator's own reading of the provider's documentation (``ihuyi-api.md`` §2,
-§6, §8), written apart from the client's ``_validation`` and ``_signing`` on purpose:
-a test double that shares the code under test passes every test when that code is
-wrong. ``tests/unit/test_emulator_independence.py`` checks with hypothesis that the two
-agree. Pure functions; nothing here imports the client.
+Owns the emulator's own reading of the provider's documentation: its SMS interface
+document (v3.3) and usage guide for the dynamic password, the 300-character limit, emoji,
+mainland numbers and the trial template; public integrations of the JSON interface
+(``api.ihuyi.com/sms/Submit.json``) for template sends; common industry practice (*not
+published by the provider*) for the 70/67 segment rule. It is written apart from the
+client's ``_validation`` and ``_signing`` on purpose: a test double that shares the code
+under test passes every test when that code is wrong.
+``tests/unit/test_emulator_independence.py`` checks with hypothesis that the two agree.
+Pure functions; nothing here imports the client.
 
 * **Length**: every character (Chinese, letter, digit, symbol) counts 1; up to 70 is one
   message, longer is billed per 67 (71-134 -> 2, 135-201 -> 3, ...).

@@ -143,7 +143,8 @@ def test_signatures_agree(account: str, key: str, mobile: str, content: str, tim
 
 
 def test_md5_matches_the_documented_example() -> None:
-    # ihuyi-api.md section 2: account test, apikey 1q78..., time 1451544941.
+    # GetNum's worked example attributed to the provider's API document (unverified):
+    # account test, apikey 1q78..., time 1451544941.
     text = "test1q784322ba1d9bb88d50cf5cdfd89k7d1451544941"
     assert _rules.md5_hex(text) == hashlib.md5(text.encode()).hexdigest()
 

@@ -7,7 +7,8 @@ from ihuyi_async._signing import Signer, getnum_password, key_digest, submit_pas
 
 
 def test_getnum_documented_example() -> None:
-    # Worked example attributed to the provider's document (fact sheet §2).
+    # GetNum's worked example, attributed to the provider's API document by a secondary
+    # source (unverified): md5(account + apikey + time).
     expected = hashlib.md5(b"test1q784322ba1d9bb88d50cf5cdfd89k7d1451544941").hexdigest()
     assert getnum_password("test", "1q784322ba1d9bb88d50cf5cdfd89k7d", 1451544941) == expected
 
