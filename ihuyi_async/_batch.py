@@ -89,7 +89,7 @@ class Message:
     """One message of a batch: full text (``content``) or a template with ``variables``.
 
     :ivar id: your key for it; with a journal, what a rerun recognises it by (without
-        one, its number, its content and its occurrence: see :func:`message_key`).
+        one, its number, its content and its occurrence).
     :ivar metadata: anything else you want back on the outcome.
     """
 
@@ -155,7 +155,12 @@ class Outcome:
     :ivar index: its position in the input (0-based).
     :ivar message: the message; ``None`` only when the input item could not be read as
         one (then ``status`` is ``invalid`` and :attr:`item` holds what was given).
-    :ivar status: see :data:`OutcomeStatus`.
+    :ivar status: ``accepted`` (code 2 with an smsid), ``rejected`` (another code),
+        ``refused`` (our limiter), ``invalid`` (nothing sent), ``not_sent``, ``unknown``
+        (it may have been sent: reconcile, never resend blindly), ``already_accepted`` /
+        ``already_unknown`` (skipped: the journal has an earlier run's outcome),
+        ``in_progress`` (another run holds its idempotency key) or ``conflict`` (the
+        journal has a different message under this id).
     :ivar result: the :class:`SendResult` when accepted in this run, else ``None``.
     :ivar error: the typed error, else ``None``.
     :ivar smsid: the provider's id when accepted (this run or, for skips, an earlier one).

@@ -113,12 +113,17 @@ class DeliveryUnknownError(IhuyiError):
     """A send may or may not have been accepted; the library cannot tell.
 
     Do **not** blindly resend: the provider may have billed and delivered it.
-    Reconcile with delivery receipts (match :attr:`smsid` when known, or
-    :attr:`mobile_masked`, :attr:`content_digest` and :attr:`sent_at`).
+    Reconcile with delivery receipts by ``mobile_masked``, ``content_digest`` and
+    ``sent_at`` (no usable answer arrived, so there is no smsid to match).
 
     :ivar reason: why the outcome is unknown (``"read_timeout"``, ``"disconnected"``,
         ``"http_status"``, ``"malformed_answer"``, ``"missing_smsid"``, ``"oversized"``,
         ``"cancelled"``, …).
+    :ivar mobile_masked: the number, masked (``138****8000``); ``""`` if not known.
+    :ivar content_digest: the first 12 hex digits of the content's SHA-256 (never the
+        content); ``""`` if not known.
+    :ivar sent_at: when the request was made (aware, UTC+8), if it was.
+    :ivar detail: more about the failure, if any.
     """
 
     sent = None
@@ -264,7 +269,7 @@ class LocalRateLimitError(RateLimitedError):
     have been, and when the next send is allowed, e.g. ``refused locally: 3rd identical
     message to 138****8000 within a minute (rule identical_per_minute, provider code
     408); next allowed at 12:01:00 China time, in 58 s``. Nothing was sent and nothing
-    was blacklisted: :attr:`code` is the provider code the rule stands for (what the
+    was blacklisted: ``code`` is the provider code the rule stands for (what the
     provider would answer), not an answer of the provider.
 
     :ivar message: what was refused, in English (built by the limiter from the rule).
@@ -272,7 +277,7 @@ class LocalRateLimitError(RateLimitedError):
     :ivar retry_after: seconds until the rule would admit the send (``None`` if never today).
     :ivar resets_at: when the rule's window resets (aware datetime), if it has one.
     :ivar allowed_at: when the rule next admits the send (aware datetime, UTC+8 from the
-        limiter); defaults to :attr:`resets_at`.
+        limiter); defaults to ``resets_at``.
     """
 
     def __init__(

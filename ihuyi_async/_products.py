@@ -286,7 +286,7 @@ class MarketingResult:
         return tuple(chunk.task_id for chunk in self.chunks if chunk.task_id is not None)
 
     def chunk_of(self, mobile: str) -> MarketingChunk | None:
-        """The chunk that carried ``mobile`` (any form :meth:`send` accepts)."""
+        """The chunk that carried ``mobile`` (any form :meth:`MarketingSmsClient.send` accepts)."""
         number = normalize_mobile(mobile)
         return next((c for c in self.chunks if number in c.mobiles), None)
 
@@ -309,14 +309,15 @@ class MarketingResult:
 class MarketingSmsClient(_ProductClient):
     """Client of the marketing (bulk) SMS product: ``api.yx.ihuyi.com/webservice/sms.php``.
 
-    Constructed like :class:`~ihuyi_async.IhuyiClient` (the options of
-    :class:`ProductOptions`); account and key default to ``$IHUYI_MARKETING_ACCOUNT`` and
+    Constructed like :class:`~ihuyi_async.IhuyiClient` (the same keyword options);
+    account and key default to ``$IHUYI_MARKETING_ACCOUNT`` and
     ``$IHUYI_MARKETING_API_KEY``, the base URL to ``$IHUYI_MARKETING_BASE_URL``. The
-    limiter defaults to :data:`MARKETING_RULES`.
+    limiter defaults to ``provider_rules(per_day=None, verification_per_day=None)``
+    (:func:`~ihuyi_async.limiter.provider_rules`).
 
     :param chunk_size: most numbers per request (default 500, *a guess*: the provider
         publishes no maximum; lower it if it refuses long lists).
-    :param opt_out: append :data:`OPT_OUT` (``退订回T``) to content that does not
+    :param opt_out: append the opt-out text ``退订回T`` to content that does not
         contain it (default ``True``).
 
     .. versionadded:: 0.2.0
@@ -651,7 +652,7 @@ class InternationalSmsClient(_ProductClient):
     ``"<country code> <number>"``; the answer's id is ``ismsid`` (returned as
     :attr:`SendResult.smsid`). Environment: ``$IHUYI_INTERNATIONAL_ACCOUNT``,
     ``$IHUYI_INTERNATIONAL_API_KEY``, ``$IHUYI_INTERNATIONAL_BASE_URL``. Limiter:
-    :data:`INTERNATIONAL_RULES`.
+    ``provider_rules(verification_per_day=None)`` (:func:`~ihuyi_async.limiter.provider_rules`).
 
     .. versionadded:: 0.2.0
     """
@@ -685,7 +686,7 @@ class VoiceCodeClient(_ProductClient):
 
     The content is the code itself, read out by a call: ASCII digits, 4 to 6 by default
     (``code_length``). Every send counts as ``kind="verification"`` for the limiter
-    (:data:`VOICE_CODE_RULES`). The answer's id field is ``smsid`` (*a guess*: no public
+    (``provider_rules()``, :func:`~ihuyi_async.limiter.provider_rules`). The answer's id field is ``smsid`` (*a guess*: no public
     source names another; ``id_field=`` changes it). Environment: ``$IHUYI_VOICE_CODE_ACCOUNT``,
     ``$IHUYI_VOICE_CODE_API_KEY``, ``$IHUYI_VOICE_CODE_BASE_URL``.
 
@@ -772,7 +773,8 @@ class VoiceNoticeClient(_ProductClient):
     ``templateid`` and its variables and the answer's id is ``voiceid``. Mainland
     mobiles and landlines (``010-12345678``) are accepted. Environment:
     ``$IHUYI_VOICE_NOTICE_ACCOUNT``, ``$IHUYI_VOICE_NOTICE_API_KEY``,
-    ``$IHUYI_VOICE_NOTICE_BASE_URL``. Limiter: :data:`VOICE_NOTICE_RULES`.
+    ``$IHUYI_VOICE_NOTICE_BASE_URL``. Limiter: ``provider_rules(verification_per_day=None)``
+    (:func:`~ihuyi_async.limiter.provider_rules`).
 
     .. versionadded:: 0.2.0
     """

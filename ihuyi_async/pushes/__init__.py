@@ -6,8 +6,8 @@ aiohttp. It answers the literal ``success`` only after your handler returned,
 handles each item once within a window (:class:`MemoryDedupe`, or
 :class:`RedisDedupe` shared by several workers), and guards the unsigned
 endpoint with a secret token, a source allow-list and a body size limit.
-:func:`receipt_form`, :func:`reply_form`, :func:`template_review_form` and
-:func:`post_push` post provider-shaped pushes in tests.
+To post provider-shaped pushes in tests, see :mod:`ihuyi_async.testing`
+(:func:`~ihuyi_async.testing.receipt_form`, :func:`~ihuyi_async.testing.post_push`, ...).
 
 This package stands alone: it does not import the client.
 

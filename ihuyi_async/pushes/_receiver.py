@@ -247,7 +247,7 @@ class PushReceiver:
         (default 30 minutes; ``0`` remembers nothing once handled).
     :param lease: how long a claim holds while a handler runs, in seconds.
     :param busy_wait: how long a concurrent duplicate waits for the first, in seconds.
-    :param clock: the time base of the dedupe window (default :class:`SystemClock`).
+    :param clock: the time base of the dedupe window (default :class:`~ihuyi_async.SystemClock`).
     :param parser: turns a form into a push (default :func:`parse_push`; pass e.g.
         ``functools.partial(parse_push, tz=...)`` to change the time zone).
     :raises ValueError: no handler at all, or a bad setting.

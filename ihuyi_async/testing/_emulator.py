@@ -37,7 +37,7 @@ class Emulator(ProviderModel):
 
     >>> emulator = Emulator(accounts={"APIID": "APIKEY"}, balance=1000)
 
-    Point a client at :attr:`transport` (in-process) or :attr:`app` (ASGI; serve it
+    Point a client at ``transport`` (an :class:`~ihuyi_async.testing.EmulatorTransport`, in-process) or :attr:`app` (ASGI; serve it
     on loopback with :class:`~ihuyi_async.testing.EmulatorServer`). Inspect
     :attr:`messages`, :attr:`requests` and :attr:`pushes`; move :attr:`clock`.
 
