@@ -8,15 +8,16 @@ JSON line on stdout once bound; every accepted connection is forwarded, byte for
 What it adds, per connection, ``rtt`` being the round-trip time of its listening socket:
 
 * every chunk, in either direction, is delivered ``rtt / 2`` after it arrived, in order
-  (one timer per direction, a queue of (due, bytes));
+  (one timer per direction, a queue of (due, bytes)), to within about half a millisecond
+  (the event loop's timer resolution);
 * the client's bytes cannot leave before ``rtt`` after the connection was accepted: the
   TCP handshake (SYN, SYN-ACK) that loopback completes at once costs one round trip on a
   real link, so a new connection's first byte reaches the server ``1.5 × rtt`` after the
   client called ``connect`` (and its answer is back after ``2 × rtt``).
 
 An end of stream, or the server closing, closes the other side after the bytes before it. Bandwidth is not limited and
-nothing is lost: only latency is modelled. Uses uvloop when it is installed. Serves until
-stdin closes. Loopback only.
+nothing is lost: only latency is modelled. Uses uvloop when it is installed (``--loop``).
+Serves until stdin closes. Loopback only.
 """
 
 from __future__ import annotations
@@ -27,7 +28,11 @@ import collections
 import json
 import os
 import sys
+import time
 from typing import cast
+
+_clock = time.monotonic  # precise, unlike uvloop's loop.time() (whole milliseconds)
+_EARLY = 0.0005
 
 
 class _Pipe:
@@ -45,19 +50,25 @@ class _Pipe:
 
     def put(self, data: bytes | None) -> None:
         """Queue ``data`` (``None``: close the other side) for delivery after the delay."""
-        due = max(self._loop.time(), self._not_before) + self._delay
+        due = max(_clock(), self._not_before) + self._delay
         self._queue.append((due, data))
         if self._handle is None:
-            self._handle = self._loop.call_at(due, self._flush)
+            self._schedule(due)
+
+    def _schedule(self, due: float) -> None:
+        # Event loop timers have a resolution of 1 ms (uvloop's clock too): aim half a
+        # millisecond early and deliver what is due within half a millisecond, so the
+        # delay is right on average instead of up to 1 ms late every time.
+        self._handle = self._loop.call_later(max(0.0, due - _clock() - _EARLY), self._flush)
 
     def _flush(self) -> None:
         self._handle = None
-        now = self._loop.time()
         queue = self._queue
         sink = self.sink
         if sink is None:  # the upstream connection is not open yet (it takes < 1 ms)
             self._handle = self._loop.call_later(0.001, self._flush)
             return
+        now = _clock() + _EARLY
         while queue and queue[0][0] <= now:
             _, data = queue.popleft()
             if sink.is_closing():
@@ -68,7 +79,7 @@ class _Pipe:
             else:
                 sink.write(data)
         if queue:
-            self._handle = self._loop.call_at(queue[0][0], self._flush)
+            self._schedule(queue[0][0])
 
     def close(self) -> None:
         if self._handle is not None:
@@ -103,7 +114,7 @@ class _Downstream(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.upstream: asyncio.Transport | None = None
         loop = asyncio.get_running_loop()
-        now = loop.time()
+        now = _clock()
         # the handshake round trip: nothing from the client leaves before it is over
         self.to_server = _Pipe(loop, rtt / 2, now + rtt)
         self.to_client = _Pipe(loop, rtt / 2, now)
@@ -175,16 +186,22 @@ def main() -> None:
     parser.add_argument("--upstream", type=int, required=True, help="the server's port on 127.0.0.1")
     parser.add_argument("--rtt", type=float, action="append", default=[], help="seconds")
     parser.add_argument("--cpu", type=int, default=None, help="pin to this CPU")
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default=None,
+                        help="default: uvloop when installed (half the CPU per forwarded chunk)")
     args = parser.parse_args()
     if args.cpu is not None and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {args.cpu})
     rtts = args.rtt or [0.02]
-    try:
+    if args.loop is None:
+        import importlib.util
+
+        args.loop = "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
+    if args.loop == "uvloop":
         import uvloop
-    except ImportError:
-        asyncio.run(_serve(rtts, args.upstream))
-    else:  # pragma: no cover - optional
+
         uvloop.run(_serve(rtts, args.upstream))
+    else:
+        asyncio.run(_serve(rtts, args.upstream))
 
 
 if __name__ == "__main__":

@@ -3,8 +3,8 @@
 They check that each mode runs end to end and reports what it claims to (rows for
 each loop, the instrumentation pair, the network rows and targets, the memory
 benchmark's native target), not any figure. The delay proxy's one timing claim is
-checked as a lower bound only (the proxy must add its round trips; a busy machine
-can only make it slower).
+checked as a lower bound only (the proxy must add its round trips, to within its timer
+tolerance; a busy machine can only make it slower).
 """
 
 from __future__ import annotations
@@ -55,8 +55,9 @@ def test_delay_proxy_adds_the_handshake_and_the_round_trip() -> None:
         port = int(urls[RTT].rsplit(":", 1)[1])
         first, second, body = asyncio.run(_timed_requests(port))
     assert json.loads(body)["code"] == 2  # the bytes pass through unchanged
-    assert first >= 2 * RTT * 0.98  # TCP handshake + the request's round trip
-    assert second >= RTT * 0.98  # a reused connection: one round trip
+    # each direction is delivered to within half a millisecond of its due time
+    assert first >= 2 * RTT - 0.0015  # TCP handshake + the request's round trip
+    assert second >= RTT - 0.0015  # a reused connection: one round trip
 
 
 def test_plain_mode_runs_both_loops_and_the_instrumentation_pair(tmp_path: Path) -> None:
