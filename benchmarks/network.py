@@ -164,7 +164,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"mode: each run at most {report['count']:,} messages or {report['budget']} s, median of "
         f"{report['repeats']} interleaved runs).",
         "",
-        f"Machine: {m['cpu']}, nproc {m['nproc']}, {m['python']}, {m['platform']}. "
+        f"Machine: {m['cpu']}, nproc {m['nproc']}, {m['python']}, {m['platform']}.{_run.load_note(m)} "
         "Versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".",
         "",
         "The fake endpoint serves HTTPS (stdlib `ssl`, TLS 1.3, a `trustme` certificate for 127.0.0.1) "
@@ -174,7 +174,9 @@ def markdown(report: dict[str, Any]) -> str:
            if report["client_cpu"] is not None else "unpinned (fewer than 2 CPUs). ")
         + "Every client verifies the certificate against the test CA. A keep-alive client opens its "
         "connections in the warm-up; the vendor demo opens a new HTTPS connection per message (three "
-        "round trips: TCP, TLS, the request). Client CPU: `time.process_time()` of the client process "
+        "round trips: TCP, TLS, the request), with one `SSLContext` shared by all its connections (as "
+        "written, `HTTPSConnection` without `context=` would build one per connection and read the "
+        "system CA store each time: more CPU than measured here). Client CPU: `time.process_time()` of the client process "
         "(all threads) over the measured part, per message. Share of the physical limit: msg/s ÷ "
         "(in flight ÷ round trip).",
         "",
@@ -256,6 +258,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 urls, names, count=count, budget=budget, repeats=repeats, in_flights=in_flights,
                 latencies=rtts, loops=loops, clients=clients, wanted=lambda *_: True,
             )
+    host["load_after"] = _run._load()
     report = {
         "generated": _run._now(),
         "command": "python -m benchmarks --network " + " ".join(argv),

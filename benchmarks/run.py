@@ -323,10 +323,24 @@ def machine() -> dict[str, Any]:
     return {
         "cpu": model,
         "nproc": nproc,
+        "load_before": _load(),
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "platform": platform.platform(),
         "versions": versions,
     }
+
+
+def _load() -> float | None:
+    """The 1-minute load average (other processes on a shared machine move every figure)."""
+    with contextlib.suppress(OSError, AttributeError):
+        return round(os.getloadavg()[0], 2)
+    return None
+
+
+def load_note(m: dict[str, Any]) -> str:
+    if m.get("load_before") is None:
+        return ""
+    return f" Load average (1 min) {m['load_before']} before the run, {m.get('load_after')} after."
 
 
 def _find(
@@ -447,7 +461,7 @@ def _md_head(report: dict[str, Any]) -> list[str]:
         f"({'quick' if report['quick'] else 'full'} mode: each run at most {report['count']:,} messages "
         f"or {report['budget']} s, median of {report['repeats']} interleaved runs).",
         "",
-        f"Machine: {m['cpu']}, nproc {m['nproc']}, {m['python']}, {m['platform']}. "
+        f"Machine: {m['cpu']}, nproc {m['nproc']}, {m['python']}, {m['platform']}.{load_note(m)} "
         f"Fake server (raw asyncio streams, HTTP/1.1 keep-alive) in its own process"
         + (f" on CPU {report['server_cpu']}, client on CPU {report['client_cpu']}." if report["client_cpu"] is not None
            else " (no CPU pinning: fewer than 2 CPUs).")
@@ -662,6 +676,7 @@ def main(argv: list[str] | None = None) -> None:
         rows = run_grid(urls, names, count=count, budget=budget, repeats=args.repeats,
                         in_flights=in_flights, latencies=latencies, loops=loops)
 
+    host["load_after"] = _load()
     if not args.no_memory:
         _memory(args.quick, args.output)
     report = {
