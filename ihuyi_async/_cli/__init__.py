@@ -3,7 +3,10 @@
 Commands: ``send``, ``balance``, ``template add``, ``explain``, ``batch``, ``journal``,
 ``emulator``, ``demo``. Credentials come from ``--account``/``--api-key`` or
 ``IHUYI_ACCOUNT``/``IHUYI_API_KEY``; ``IHUYI_BASE_URL``, ``IHUYI_FLAVOUR`` and
-``IHUYI_BACKEND`` are read by the client when the options are not given.
+``IHUYI_BACKEND`` are read by the client when the options are not given. ``send`` and
+``balance`` take ``--product marketing|international|voice-code|voice-notice`` for the
+provider's other products, whose credentials and base URL come from their own variables
+(``IHUYI_MARKETING_ACCOUNT``, ...).
 
 Exit codes (see :data:`EXIT_CODES`): 0 success; 1 the provider or the library refused
 (``batch``: a message failed); 2 usage error or unreadable input (one line on stderr);
@@ -47,8 +50,10 @@ from .._codes import ACCOUNT_LEVEL_CODES, lookup
 from .._codes import explain as explain_code
 from .._exceptions import ApiError, DeliveryUnknownError, IhuyiError
 from .._journal import UNRESOLVED, Journal, JournalEntry
+from .._products import MarketingResult, _ProductClient
 from .._redact import mask_mobile
 from .._validation import check_kind
+from ._products import env_prefix, marketing_report, parse_at, product_client, product_send
 
 __all__ = ["EXIT_CODES", "app", "main"]
 
@@ -70,12 +75,18 @@ err_console = Console(stderr=True, highlight=False)
 
 T = TypeVar("T")
 
-Account = Annotated[str | None, typer.Option("--account", envvar="IHUYI_ACCOUNT", help="APIID")]
-ApiKey = Annotated[str | None, typer.Option("--api-key", envvar="IHUYI_API_KEY", help="APIKEY", show_default=False)]
-Flavour = Annotated[
-    str | None, typer.Option("--flavour", help="legacy or json (default: $IHUYI_FLAVOUR, else legacy)")
-]
-BaseUrl = Annotated[str | None, typer.Option("--base-url", help="scheme://host[:port] (default: $IHUYI_BASE_URL)")]
+# The environment is read by the clients (each product from its own variables), not bound here.
+Account = Annotated[str | None, typer.Option(
+    "--account", help="APIID (default: $IHUYI_ACCOUNT; with --product: $IHUYI_<PRODUCT>_ACCOUNT)")]
+ApiKey = Annotated[str | None, typer.Option(
+    "--api-key", help="APIKEY (default: $IHUYI_API_KEY; with --product: $IHUYI_<PRODUCT>_API_KEY)",
+    show_default=False)]
+FlavourOpt = Annotated[str | None, typer.Option(
+    "--flavour", help="legacy or json (default: $IHUYI_FLAVOUR, else legacy; voice-notice: legacy)")]
+BaseUrl = Annotated[str | None, typer.Option(
+    "--base-url", help="scheme://host[:port] (default: $IHUYI_BASE_URL, or $IHUYI_<PRODUCT>_BASE_URL)")]
+ProductOpt = Annotated[str, typer.Option(
+    "--product", help="sms (default), marketing, international, voice-code or voice-notice")]
 BackendOpt = Annotated[
     str | None, typer.Option("--backend", help="httpx or aiohttp (default: $IHUYI_BACKEND, else httpx)")
 ]
@@ -120,6 +131,15 @@ def _options(
     logging.getLogger("ihuyi_async").setLevel(level)
 
 
+def _check_credentials(prefix: str, account: str | None, api_key: str | None) -> None:
+    import os
+
+    if not (account if account is not None else os.environ.get(f"{prefix}_ACCOUNT", "")).strip():
+        raise _usage(f"no account: pass --account or set {prefix}_ACCOUNT")
+    if not (api_key if api_key is not None else os.environ.get(f"{prefix}_API_KEY", "")).strip():
+        raise _usage(f"no API key: pass --api-key or set {prefix}_API_KEY")
+
+
 def _client(
     account: str | None,
     api_key: str | None,
@@ -127,12 +147,7 @@ def _client(
     base_url: str | None,
     backend: str | None = None,
 ) -> IhuyiClient:
-    import os
-
-    if not (account if account is not None else os.environ.get("IHUYI_ACCOUNT", "")).strip():
-        raise _usage("no account: pass --account or set IHUYI_ACCOUNT")
-    if not (api_key if api_key is not None else os.environ.get("IHUYI_API_KEY", "")).strip():
-        raise _usage("no API key: pass --api-key or set IHUYI_API_KEY")
+    _check_credentials("IHUYI", account, api_key)
     try:
         return IhuyiClient(account, api_key, flavour=flavour, base_url=base_url, backend=backend)  # type: ignore[arg-type]
     except (ValueError, TypeError, ImportError) as exc:
@@ -179,44 +194,93 @@ def _emit(as_json: bool, data: dict[str, Any], text: str) -> None:
         console.print(text, markup=False, highlight=False)  # "[auth]" is text, not a style
 
 
+def _any_client(
+    product: str,
+    account: str | None,
+    api_key: str | None,
+    flavour: str | None,
+    base_url: str | None,
+    backend: str | None,
+    chunk_size: int | None = None,
+) -> IhuyiClient | _ProductClient:
+    """The client of ``--product``: :class:`IhuyiClient` for ``sms``, else the product's."""
+    try:
+        prefix = env_prefix(product)
+    except ValueError as exc:
+        raise _usage(str(exc)) from None
+    if product == "sms":
+        if chunk_size is not None:
+            raise _usage("--chunk-size applies to --product marketing")
+        return _client(account, api_key, flavour, base_url, backend)
+    _check_credentials(prefix, account, api_key)
+    try:
+        return product_client(product, account, api_key, flavour=flavour, base_url=base_url,
+                              backend=backend, chunk_size=chunk_size)
+    except (ValueError, TypeError, ImportError) as exc:
+        raise _usage(str(exc)) from exc
+
+
 @app.command()
 def send(
-    mobile: str,
-    content: str,
+    mobile: Annotated[str, typer.Argument(help="the number (marketing: several, comma-separated)")],
+    content: Annotated[str, typer.Argument(
+        help="the text (voice-code: the code; voice-notice --template-id: the variables, |-joined)")],
     account: Account = None,
     api_key: ApiKey = None,
-    flavour: Flavour = None,
+    product: ProductOpt = "sms",
+    flavour: FlavourOpt = None,
     base_url: BaseUrl = None,
     backend: BackendOpt = None,
-    kind: Annotated[str | None, typer.Option(help="verification or notification")] = None,
+    kind: Annotated[str | None, typer.Option(help="verification or notification (sms)")] = None,
+    at: Annotated[str | None, typer.Option(
+        help="marketing: a scheduled send, ISO time ('2026-03-01 10:00' is China time)")] = None,
+    chunk_size: Annotated[int | None, typer.Option(min=1, help="marketing: numbers per request")] = None,
+    template_id: Annotated[int | None, typer.Option(
+        help="voice-notice --flavour json: the template; CONTENT holds its variables")] = None,
     as_json: JsonOut = False,
 ) -> None:
-    """Send one message."""
-    client = _client(account, api_key, flavour, base_url, backend)
-
-    async def go() -> Any:
-        async with client:
-            return await client.send(mobile, content, kind=check_kind(kind))
-
+    """Send one message (marketing: one text to several numbers)."""
+    if product != "sms" and kind is not None:
+        raise _usage("--kind applies to the SMS product (a voice code counts as a verification)")
+    if product == "sms" and (at is not None or template_id is not None):
+        raise _usage("--at and --template-id apply to --product marketing and voice-notice")
+    client = _any_client(product, account, api_key, flavour, base_url, backend, chunk_size)
     try:
+        if isinstance(client, IhuyiClient):
+            go = _sms_send(client, mobile, content, check_kind(kind))
+        else:
+            go = product_send(client, mobile, content, template_id=template_id, at=parse_at(at))
         sent = _run(go, as_json)
-    except (TypeError, ValueError) as exc:  # e.g. an unknown kind
+    except (TypeError, ValueError) as exc:  # e.g. an unknown kind, a past --at, a bad code
         raise _usage(str(exc)) from exc
+    if isinstance(sent, MarketingResult):
+        data, text, status = marketing_report(sent)
+        _emit(as_json, data, text)
+        raise typer.Exit(status)
     _emit(as_json, {"ok": True, "smsid": sent.smsid, "segments": sent.segments},
           f"accepted: smsid {sent.smsid} ({sent.segments} segment(s))")
+
+
+def _sms_send(client: IhuyiClient, mobile: str, content: str, kind: Any) -> Callable[[], Awaitable[Any]]:
+    async def go() -> Any:
+        async with client:
+            return await client.send(mobile, content, kind=kind)
+
+    return go
 
 
 @app.command()
 def balance(
     account: Account = None,
     api_key: ApiKey = None,
-    flavour: Flavour = None,
+    product: ProductOpt = "sms",
+    flavour: FlavourOpt = None,
     base_url: BaseUrl = None,
     backend: BackendOpt = None,
     as_json: JsonOut = False,
 ) -> None:
-    """Messages left on the account."""
-    client = _client(account, api_key, flavour, base_url, backend)
+    """Messages left on the account (--product: on that product's account)."""
+    client = _any_client(product, account, api_key, flavour, base_url, backend)
 
     async def go() -> Any:
         async with client:
@@ -551,7 +615,7 @@ def batch(
     file: Annotated[Path, typer.Argument(help="CSV or JSON lines", show_default=False)],
     account: Account = None,
     api_key: ApiKey = None,
-    flavour: Flavour = None,
+    flavour: FlavourOpt = None,
     base_url: BaseUrl = None,
     backend: BackendOpt = None,
     concurrency: Annotated[int, typer.Option(min=1, max=1000)] = 50,

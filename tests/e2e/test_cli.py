@@ -207,3 +207,140 @@ def _ctrl_c_and_resume(server: EmulatorServer, tmp_path: Path) -> None:
     assert len(sent) == len(set(sent)), "a message was sent twice"
     assert counts.get("accepted", 0) + counts["already_accepted"] + counts.get("already_unknown", 0) == 800
     assert rerun.returncode == 0 and "already_unknown" not in counts
+
+
+# ----------------------------------------------------------------------------- --product (#17)
+
+PRODUCT_ACCOUNTS = {"YX": "YX-KEY", "ISMS": "ISMS-KEY", "VOICE": "VOICE-KEY", "VM": "VM-KEY"}
+
+
+@pytest.fixture
+def products_server() -> Iterator[EmulatorServer]:
+    emulator = Emulator(
+        accounts=PRODUCT_ACCOUNTS, balance=100, limits=False, blacklist=["13800000009"],
+        products={"YX": "marketing", "VM": "voice-notice"},
+    )
+    with EmulatorServer(emulator) as srv:
+        yield srv
+
+
+def pcli(account: str, *args: str, url: str) -> tuple[int, str]:
+    """The CLI with a product account of ``products_server``."""
+    result = runner.invoke(
+        app, [*args, "--account", account, "--api-key", PRODUCT_ACCOUNTS[account], "--base-url", url]
+    )
+    return result.exit_code, result.output
+
+
+def test_send_marketing_chunks_schedule_and_balance(products_server: EmulatorServer) -> None:
+    import datetime as dt
+
+    china = dt.timezone(dt.timedelta(hours=8))
+    at = (dt.datetime.now(china) + dt.timedelta(days=1)).replace(second=0, microsecond=0, tzinfo=None)
+    numbers = "13800000001,13800000002,13800000003"
+    code, out = pcli("YX", "send", numbers, "周末特惠", "--product", "marketing", "--chunk-size", "2",
+                     "--at", at.strftime("%Y-%m-%d %H:%M"), "--json", url=products_server.url)
+    data = json.loads(out)
+    assert code == 0 and data["ok"] is True
+    assert [c["numbers"] for c in data["chunks"]] == [2, 1]
+    assert all(c["outcome"] == "accepted" and len(c["task_id"]) == 20 for c in data["chunks"])
+    sent = products_server.emulator.messages
+    assert [m.mobile for m in sent] == numbers.split(",")
+    assert all(m.product == "marketing" and m.content == "周末特惠退订回T" for m in sent)
+    assert all(m.scheduled == at.replace(tzinfo=china) for m in sent)  # naive --at is China time
+    assert {m.smsid for m in sent} == {c["task_id"] for c in data["chunks"]}
+    code, out = pcli("YX", "balance", "--product", "marketing", "--json", url=products_server.url)
+    assert code == 0 and json.loads(out)["num"] == 97
+
+
+def test_send_marketing_a_refused_chunk_exits_1_and_says_which(products_server: EmulatorServer) -> None:
+    code, out = pcli("YX", "send", "13800000001,13800000002,13800000009", "hi", "--product", "marketing",
+                     "--chunk-size", "2", url=products_server.url)
+    assert code == 1
+    lines = out.splitlines()
+    assert lines[0].startswith("chunk 1 (2 numbers): accepted: task_id ")
+    assert lines[1].startswith("chunk 2 (1 numbers): failed: ") and "4030" in lines[1]
+    assert len(products_server.emulator.messages) == 2
+
+
+def test_marketing_report_unknown_chunk_exits_3() -> None:
+    import datetime as dt
+
+    from ihuyi_async import DeliveryUnknownError
+    from ihuyi_async._cli._products import marketing_report
+    from ihuyi_async._products import MarketingChunk, MarketingResult
+
+    unknown = DeliveryUnknownError("read_timeout", mobile="13800000001,13800000002")
+    when = dt.datetime(2026, 3, 1, 10, tzinfo=dt.timezone(dt.timedelta(hours=8)))
+    result = MarketingResult(content="hi退订回T", chunks=(
+        MarketingChunk(mobiles=("13800000003",), task_id="1" * 20, segments=1, sent_at=when),
+        MarketingChunk(mobiles=("13800000001", "13800000002"), task_id=None, error=unknown, segments=1),
+    ))
+    data, text, status = marketing_report(result)
+    assert status == 3 and data["ok"] is False
+    assert [c["outcome"] for c in data["chunks"]] == ["accepted", "unknown"]
+    assert "13800000001" not in text and "13800000001" not in json.dumps(data)  # numbers masked
+
+
+def test_send_international_voice_code_and_voice_notice(products_server: EmulatorServer) -> None:
+    url = products_server.url
+    code, out = pcli("ISMS", "send", "+85251234567", "Your order shipped", "--product", "international",
+                     "--json", url=url)
+    assert code == 0 and len(json.loads(out)["smsid"]) == 20
+    code, out = pcli("VOICE", "send", "13800000001", "482913", "--product", "voice-code", "--json", url=url)
+    assert code == 0 and json.loads(out)["ok"] is True
+    code, out = pcli("VM", "send", "010-12345678", "您的订单已发货", "--product", "voice-notice", url=url)
+    assert code == 0 and out.startswith("accepted: smsid ")
+    template_id = products_server.emulator.add_template("您的订单【变量】已发货", account="VM")
+    code, out = pcli("VM", "send", "13800000002", "A123", "--product", "voice-notice", "--flavour", "json",
+                     "--template-id", str(template_id), "--json", url=url)
+    assert code == 0, out
+    sent = products_server.emulator.messages
+    assert [m.product for m in sent] == ["international", "voice-code", "voice-notice", "voice-notice"]
+    assert sent[0].mobile == "852 51234567" and sent[1].content == "482913"
+    assert sent[2].mobile == "01012345678" and sent[3].content == "您的订单A123已发货"
+    assert sent[3].smsid == json.loads(out)["smsid"]
+    for account, product in (("ISMS", "international"), ("VOICE", "voice-code"), ("VM", "voice-notice")):
+        code, out = pcli(account, "balance", "--product", product, "--json", url=url)
+        assert code == 0 and isinstance(json.loads(out)["num"], int)
+
+
+def test_product_credentials_come_from_the_products_own_variables(
+    products_server: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("IHUYI_ACCOUNT", "ISMS")  # the SMS account is never used for a product
+    monkeypatch.setenv("IHUYI_API_KEY", "ISMS-KEY")
+    monkeypatch.delenv("IHUYI_MARKETING_ACCOUNT", raising=False)
+    monkeypatch.delenv("IHUYI_MARKETING_API_KEY", raising=False)
+    code, out = cli("balance", "--product", "marketing")
+    assert code == 2 and "IHUYI_MARKETING_ACCOUNT" in out
+    monkeypatch.setenv("IHUYI_MARKETING_ACCOUNT", "YX")
+    monkeypatch.setenv("IHUYI_MARKETING_API_KEY", "YX-KEY")
+    monkeypatch.setenv("IHUYI_MARKETING_BASE_URL", products_server.url)
+    code, out = cli("send", "13800000001", "hi", "--product", "marketing", "--json")
+    assert code == 0 and json.loads(out)["chunks"][0]["outcome"] == "accepted"
+    assert products_server.emulator.messages[-1].product == "marketing"
+
+
+@pytest.mark.parametrize(
+    ("account", "args", "says"),
+    [
+        ("YX", ["send", "13800000001", "hi", "--product", "fax"], "--product takes"),
+        ("YX", ["send", "13800000001", "hi", "--product", "marketing", "--kind", "verification"], "--kind"),
+        ("YX", ["send", "13800000001", "hi", "--product", "marketing", "--flavour", "json"], "--flavour"),
+        ("YX", ["send", "13800000001", "hi", "--product", "marketing", "--at", "2020-01-01 10:00"], "past"),
+        ("YX", ["send", "13800000001", "hi", "--product", "marketing", "--at", "soon"], "ISO time"),
+        ("ISMS", ["send", "+85251234567", "hi", "--product", "international", "--at", "2030-01-01"], "--at"),
+        ("VOICE", ["send", "13800000001", "12a4", "--product", "voice-code"], "digits"),
+        ("VM", ["send", "13800000001", "x", "--product", "voice-notice", "--template-id", "3"], "vm/Submit.json"),
+        ("ISMS", ["send", "13800000001", "hi", "--at", "2030-01-01 10:00"], "--at"),
+        ("ISMS", ["balance", "--product", "voice-code", "--chunk-size", "3"], "No such option"),
+        ("ISMS", ["send", "13800000001", "hi", "--chunk-size", "3"], "--chunk-size"),
+    ],
+)
+def test_product_usage_errors_exit_2_and_send_nothing(
+    products_server: EmulatorServer, account: str, args: list[str], says: str
+) -> None:
+    code, out = pcli(account, *args, url=products_server.url)
+    assert code == 2 and says in out, out
+    assert products_server.emulator.messages == []
