@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -36,8 +37,8 @@ async def served() -> AsyncIterator[tuple[Emulator, EmulatorServer]]:
         yield emulator, server
 
 
-def client(emulator: Emulator, server: EmulatorServer, **kwargs: object) -> IhuyiClient:
-    return IhuyiClient(ACCOUNT, KEY, base_url=server.url, clock=emulator.clock, limiter=None, **kwargs)  # type: ignore[arg-type]
+def client(emulator: Emulator, server: EmulatorServer, **kwargs: Any) -> IhuyiClient:
+    return IhuyiClient(ACCOUNT, KEY, base_url=server.url, clock=emulator.clock, limiter=None, **kwargs)
 
 
 async def test_json_api_reads_what_was_sent(served: tuple[Emulator, EmulatorServer]) -> None:

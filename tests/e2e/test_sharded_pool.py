@@ -19,7 +19,7 @@ TEXT = "您的验证码是：1234。请不要把验证码泄露给其他人。"
 
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:
-    return request.param  # type: ignore[no-any-return]
+    return str(request.param)
 
 
 def _sizes(transport: ShardedPoolTransport) -> list[tuple[int, int]]:

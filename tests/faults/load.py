@@ -45,7 +45,8 @@ class EmulatorProcess:
     def _line(self, timeout: float) -> dict[str, Any]:
         assert self._proc is not None and self._proc.stdout is not None
         box: list[str] = []
-        reader = threading.Thread(target=lambda: box.append(self._proc.stdout.readline()))  # type: ignore[union-attr]
+        stdout = self._proc.stdout
+        reader = threading.Thread(target=lambda: box.append(stdout.readline()))
         reader.daemon = True
         reader.start()
         reader.join(timeout)

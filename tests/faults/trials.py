@@ -73,7 +73,7 @@ class FaultCase:
         return self.seen.get("Submit", 0)
 
     def row(self) -> str:
-        sent = {False: "False", None: "None"}.get(self.sent, str(self.sent))  # type: ignore[call-overload]
+        sent = str(self.sent)  # False, None, True or "n/a"
         reason = f" ({self.reason})" if self.reason else ""
         heads = ", ".join(f"{k} {v}" for k, v in sorted(self.seen.items())) or "0"
         nxt = "ok" if self.next_ok else f"FAILS: {self.next_error}"

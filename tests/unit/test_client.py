@@ -6,6 +6,7 @@ import gc
 import hashlib
 import logging
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import parse_qsl
 
 import anyio
@@ -41,10 +42,10 @@ class Recorder:
         return dict(parse_qsl(self.requests[i].content.decode(), keep_blank_values=True))
 
 
-def make(rec: Recorder, **kw: object) -> IhuyiClient:
+def make(rec: Recorder, **kw: Any) -> IhuyiClient:
     kw.setdefault("limiter", None)
     kw.setdefault("clock", FakeClock(NOW, auto_advance=True))
-    return IhuyiClient("APIID", KEY, transport=httpx.MockTransport(rec), **kw)  # type: ignore[arg-type]
+    return IhuyiClient("APIID", KEY, transport=httpx.MockTransport(rec), **kw)
 
 
 def md5(s: str) -> str:

@@ -120,11 +120,11 @@ async def never_answers(stream: anyio.abc.SocketStream, state: Server) -> None:
     await anyio.sleep_forever()
 
 
-def client_for(state: Server, **kw: object) -> IhuyiClient:
+def client_for(state: Server, **kw: Any) -> IhuyiClient:
     kw.setdefault("limiter", None)
     kw.setdefault("clock", FakeClock(NOW, auto_advance=True))
     return IhuyiClient(
-        "APIID", "KEY", base_url=f"http://127.0.0.1:{state.port}", **kw  # type: ignore[arg-type]
+        "APIID", "KEY", base_url=f"http://127.0.0.1:{state.port}", **kw
     )
 
 
