@@ -62,6 +62,19 @@ VENDOR = "vendor demo (http.client, new connection, N threads)"
 FLOOR = "raw asyncio streams (floor)"
 OURS_NATIVE = "ihuyi-async send, backend=native"
 LOOPS = ("asyncio", "uvloop")
+#: The benchmark's own helper processes (fake server, delay proxy) while they run: their CPU
+#: over each measured part is recorded too (``peer_cpu``), to show when they were the limit.
+PEERS: list[int] = []
+
+
+def _peer_cpu() -> float:
+    """CPU seconds used so far by the processes in :data:`PEERS` (Linux ``/proc``; else 0)."""
+    total = 0
+    for pid in PEERS:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime + stime, clock ticks
+    return total / os.sysconf("SC_CLK_TCK") if total else 0.0
 
 
 # ------------------------------------------------------------------ the server process
@@ -82,10 +95,13 @@ def fake_server(
     try:
         assert proc.stdout is not None
         info = json.loads(proc.stdout.readline())
+        PEERS.append(proc.pid)
         yield {
             float(lat): f"{scheme}://127.0.0.1:{port}" for lat, port in info["ports"].items()
         }
     finally:
+        with contextlib.suppress(ValueError):
+            PEERS.remove(proc.pid)
         assert proc.stdin is not None
         proc.stdin.close()
         try:
@@ -131,15 +147,15 @@ async def _run_async(make: Any, url: str, in_flight: int, count: int, budget: fl
                 except Exception:
                     errors += 1
 
-        cpu0 = time.process_time()
+        cpu0, peer0 = time.process_time(), _peer_cpu()
         wall0 = clock()
         deadline = wall0 + budget
         await asyncio.gather(*(worker() for _ in range(in_flight)))
         wall = clock() - wall0
-        cpu = time.process_time() - cpu0
+        cpu, peer = time.process_time() - cpu0, _peer_cpu() - peer0
     finally:
         await close()
-    return {"messages": done, "errors": errors, "wall": wall, "cpu": cpu}
+    return {"messages": done, "errors": errors, "wall": wall, "cpu": cpu, "peer_cpu": peer}
 
 
 def _run_threads(make: Any, url: str, in_flight: int, count: int, budget: float) -> dict[str, Any]:
@@ -168,15 +184,15 @@ def _run_threads(make: Any, url: str, in_flight: int, count: int, budget: float)
         for future in warm:
             future.result()
         send()  # warm-up
-        cpu0 = time.process_time()
+        cpu0, peer0 = time.process_time(), _peer_cpu()
         wall0 = clock()
         deadline = wall0 + budget
         futures = [pool.submit(worker) for _ in range(in_flight)]
         for future in futures:
             future.result()
         wall = clock() - wall0
-        cpu = time.process_time() - cpu0
-    return {"messages": state["done"], "errors": state["errors"], "wall": wall, "cpu": cpu}
+        cpu, peer = time.process_time() - cpu0, _peer_cpu() - peer0
+    return {"messages": state["done"], "errors": state["errors"], "wall": wall, "cpu": cpu, "peer_cpu": peer}
 
 
 async def _run_batch(make: Any, url: str, in_flight: int, count: int, budget: float) -> dict[str, Any]:
@@ -184,14 +200,14 @@ async def _run_batch(make: Any, url: str, in_flight: int, count: int, budget: fl
     try:
         clock = time.perf_counter
         await run(in_flight, min(in_flight, 100), clock() + 60)  # warm-up: open the connections
-        cpu0 = time.process_time()
+        cpu0, peer0 = time.process_time(), _peer_cpu()
         wall0 = clock()
         done, errors = await run(in_flight, count, wall0 + budget)
         wall = clock() - wall0
-        cpu = time.process_time() - cpu0
+        cpu, peer = time.process_time() - cpu0, _peer_cpu() - peer0
     finally:
         await close()
-    return {"messages": done, "errors": errors, "wall": wall, "cpu": cpu}
+    return {"messages": done, "errors": errors, "wall": wall, "cpu": cpu, "peer_cpu": peer}
 
 
 def run_on(loop: str, coro: Any) -> Any:
@@ -296,6 +312,9 @@ def _row(key: tuple[str, str, int, float], runs: list[dict[str, Any]]) -> dict[s
         "errors": sum(r["errors"] for r in runs),
         "runs_msg_per_s": rates,
         "runs_cpu_us_per_msg": cpus,
+        "peer_cpu_us_per_msg": statistics.median(
+            r.get("peer_cpu", 0.0) / max(r["messages"], 1) * 1e6 for r in runs
+        ),
     }
     if latency > 0:
         row["share_of_physical_limit"] = rate / (in_flight / latency)
