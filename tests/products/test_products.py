@@ -657,3 +657,34 @@ def test_product_options_are_the_constructors_keyword_parameters() -> None:
     for cls in (MarketingSmsClient, VoiceCodeClient, VoiceNoticeClient):
         options = inspect.signature(cls.__init__).parameters["options"]
         assert "Unpack[ProductOptions]" in str(options.annotation)
+
+
+@pytest.mark.parametrize("response_format", ["json", "xml"])
+@pytest.mark.parametrize(
+    ("cls", "options", "args"),
+    [
+        (InternationalSmsClient, {}, ("+85251234567", "hi")),
+        (VoiceCodeClient, {}, ("13800138000", "1234")),
+        (VoiceNoticeClient, {}, ("13800138000", "您的订单已发货")),
+        (MarketingSmsClient, {}, (["13800138000", "13800138001"], "hi")),
+    ],
+)
+async def test_error_answers_in_both_formats_keep_code_and_text(
+    cls: type[Any], options: dict[str, Any], args: tuple[Any, ...], response_format: str
+) -> None:
+    body = (
+        '{"code":4085,"msg":"验证码超限","smsid":"0"}'
+        if response_format == "json"
+        else "<SubmitResult><code>4085</code><msg>验证码超限</msg><smsid>0</smsid></SubmitResult>"
+    ).encode()
+    rec = Recorder(body)
+    async with build(cls, rec, response_format=response_format, **options) as client:
+        if cls is MarketingSmsClient:
+            error = (await client.send(*args)).chunks[0].error
+        else:
+            with pytest.raises(ih.ApiError) as caught:
+                await client.send(*args)
+            error = caught.value
+    assert isinstance(error, ih.RateLimitedError) and not error.local
+    assert error.code == 4085 and "验证码超限" in error.message
+    assert len(rec.requests) == 1  # a refusal is never retried
