@@ -108,8 +108,8 @@ def product_send(
 
     :raises ValueError: an option this product does not take.
     """
-    if template_id is not None and not isinstance(client, VoiceNoticeClient):
-        raise ValueError("--template-id applies to voice-notice (with --flavour json)")
+    if template_id is not None and client.product != "voice-notice-json":
+        raise ValueError("--template-id applies to --product voice-notice --flavour json")
     if at is not None and not isinstance(client, MarketingSmsClient):
         raise ValueError("--at applies to marketing")
 
