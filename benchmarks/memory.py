@@ -85,14 +85,22 @@ async def _one(n: int, concurrency: int, target: str = "emulator", url: str | No
     )
     limiter = Limiter(rules=[Rule.token_bucket("per_second")])
     accepted = 0
+    failed: dict[str, int] = {}
     started = time.perf_counter()
     how: dict[str, Any] = (
         {"base_url": url, "backend": "native"} if target == "native" else {"transport": emulator.transport}
     )
     async with IhuyiClient("APIID", "APIKEY", limiter=limiter, **how) as client:
         index = 0
-        async for outcome in client.send_many(_messages(n), concurrency=concurrency):
+        # stop_on=(): a transient account-level answer under load (e.g. 40501, the dynamic
+        # password's time too old after a long wait) must not end the run early; every
+        # outcome that is not accepted is counted below instead
+        async for outcome in client.send_many(_messages(n), concurrency=concurrency, stop_on=()):
             accepted += outcome.ok
+            if not outcome.ok:
+                code = getattr(outcome.error, "code", None)
+                key = f"{outcome.status} {type(outcome.error).__name__}" + (f" {code}" if code else "")
+                failed[key] = failed.get(key, 0) + 1
             index += 1
             if index % 10_000 == 0:
                 emulator.reset()
@@ -101,6 +109,7 @@ async def _one(n: int, concurrency: int, target: str = "emulator", url: str | No
         "messages": n,
         "target": target,
         "accepted": accepted,
+        "not_accepted": failed,
         "seconds": seconds,
         "peak_rss_mib": _peak_rss_kib() / 1024,
     }

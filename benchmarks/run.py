@@ -574,6 +574,12 @@ def _md_memory(memory: dict[str, Any] | None) -> list[str]:
             f"| {r.get('target', 'emulator')} | {r['messages']:,} | {r['peak_rss_mib']:.1f} | {r['accepted']:,} "
             f"| {r['seconds']:.1f} |"
         )
+    incomplete = [r for r in memory["rows"] if r["accepted"] != r["messages"]]
+    if incomplete:
+        lines += ["", "**Not every message was accepted** in " + ", ".join(
+            f"{r.get('target', 'emulator')} {r['messages']:,} ({r.get('not_accepted') or 'see memory.json'})"
+            for r in incomplete
+        ) + ": the growth below is not a like-for-like comparison."]
     growth = memory.get("growth")
     if isinstance(growth, dict):
         lines += [""] + [
