@@ -64,7 +64,8 @@ async def submit(
     else:
         response = await post(em, LEGACY, {**fields, "format": "json"}, query="?method=Submit")
     assert response.status_code == 200
-    return json.loads(response.text)  # type: ignore[no-any-return]
+    answer: dict[str, Any] = json.loads(response.text)
+    return answer
 
 
 def advance(em: Emulator, seconds: float) -> None:

@@ -39,7 +39,8 @@ async def test_a_misspelt_kind_is_refused_before_the_limiter_and_the_wire() -> N
         outcomes = [o async for o in client.send_many([{"mobile": "13800138000", "content": "x", "kind": "Verification"}])]
         assert outcomes[0].status == "invalid" and outcomes[0].message is None
         assert outcomes[0].item == {"mobile": "13800138000", "content": "x", "kind": "Verification"}
-        stats = client.limiter.statistics()  # type: ignore[union-attr]
+        assert client.limiter is not None  # the default limiter
+        stats = client.limiter.statistics()
         assert stats.acquired == 0
         await client.send("13800138001", "您的验证码是：1234", kind="verification")
         await client.send("13800138002", "您的订单已发货", kind="notification")

@@ -98,9 +98,9 @@ MALFORMED = [
 
 
 @pytest.mark.parametrize(("status", "body", "fmt", "reason"), MALFORMED)
-def test_malformed_answers_are_protocol_errors(status: int, body: bytes, fmt: str, reason: str) -> None:
+def test_malformed_answers_are_protocol_errors(status: int, body: bytes, fmt: Format, reason: str) -> None:
     with pytest.raises(ProtocolError) as info:
-        parse_submit(body, fmt, status_code=status)  # type: ignore[arg-type]
+        parse_submit(body, fmt, status_code=status)
     assert info.value.reason == reason
     assert info.value.status_code == status
     assert len(info.value.excerpt) <= 121
@@ -115,9 +115,9 @@ def test_billion_laughs_is_refused() -> None:
 
 
 @given(st.binary(max_size=300), st.sampled_from(["json", "xml"]), st.sampled_from([200, 500]))
-def test_any_bytes_give_a_result_or_a_typed_error(body: bytes, fmt: str, status: int) -> None:
+def test_any_bytes_give_a_result_or_a_typed_error(body: bytes, fmt: Format, status: int) -> None:
     try:
-        smsid, _ = parse_submit(body, fmt, status_code=status)  # type: ignore[arg-type]
+        smsid, _ = parse_submit(body, fmt, status_code=status)
     except (ProtocolError, ApiError):
         return
     assert isinstance(smsid, str) and smsid.strip("0")
@@ -236,11 +236,11 @@ def test_xml_in_the_wrong_declared_encoding_is_a_protocol_error() -> None:
 @pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le",
                                       "utf-32-be", "utf-8-sig"])
 @pytest.mark.parametrize("fmt", ["json", "xml"])
-def test_utf16_and_utf32_answers_are_read_with_or_without_a_bom(encoding: str, fmt: str) -> None:
+def test_utf16_and_utf32_answers_are_read_with_or_without_a_bom(encoding: str, fmt: Format) -> None:
     text = xml("SubmitResult", SUBMIT_OK).decode().replace('encoding="utf-8"', 'encoding="utf-16"')
-    assert parse_submit(text.encode(encoding), fmt) == (SMSID, "提交成功")  # type: ignore[arg-type]
+    assert parse_submit(text.encode(encoding), fmt) == (SMSID, "提交成功")
     json_text = f'{{"code":2,"msg":"提交成功","smsid":"{SMSID}"}}'
-    assert parse_submit(json_text.encode(encoding), fmt) == (SMSID, "提交成功")  # type: ignore[arg-type]
+    assert parse_submit(json_text.encode(encoding), fmt) == (SMSID, "提交成功")
 
 
 @pytest.mark.parametrize(

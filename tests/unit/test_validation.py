@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ihuyi_async import ContentRejectedError, InvalidRequestError
+from ihuyi_async import ApiError, ContentRejectedError, InvalidRequestError
 from ihuyi_async._validation import (
     count_segments,
     join_variables,
@@ -41,10 +41,10 @@ def test_mobile_type_error() -> None:
     ("hi 😀", ContentRejectedError, 4074), ("heart ❤️", ContentRejectedError, 4074),
     ("1\u20e3", ContentRejectedError, 4074), ("x" * 301, ContentRejectedError, 4073),
 ])
-def test_content_refused(content: str, cls: type[Exception], code: int) -> None:
+def test_content_refused(content: str, cls: type[ApiError], code: int) -> None:
     with pytest.raises(cls) as info:
         validate_content(content, max_length=300)
-    assert info.value.code == code  # type: ignore[attr-defined]
+    assert info.value.code == code
 
 
 def test_content_limits() -> None:
