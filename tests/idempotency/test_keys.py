@@ -71,6 +71,17 @@ class Server:
         return self.respond(request)
 
 
+async def _end_lease(store: KeyStore, hashed: str) -> None:
+    """End a claim's lease: the memory store's clock moves on; in Redis, rewind the lease end."""
+    if isinstance(store, MemoryKeyStore):
+        clock = store._clock
+        assert isinstance(clock, FakeClock)
+        clock.advance(store.lease + 1)
+    else:
+        assert isinstance(store, RedisKeyStore)
+        await store._client.hset(store._key(hashed), "u", 0)
+
+
 def client_for(server: Server, store: KeyStore, **kw: Any) -> IhuyiClient:
     kw.setdefault("limiter", None)
     return IhuyiClient(
@@ -244,11 +255,7 @@ async def test_a_dead_owner_turns_unknown_after_its_lease(store: KeyStore) -> No
     async with client_for(server, store, idempotency_wait=False) as client:
         with pytest.raises(ih.IdempotencyInProgressError):
             await client.send("13800138000", TEXT, idempotency_key="k")
-        # the lease ends: the memory store's clock moves on; in Redis, rewind the lease end
-        if isinstance(store, MemoryKeyStore):
-            store._clock.advance(store.lease + 1)  # type: ignore[attr-defined]
-        else:
-            await store._client.hset(store._key(hashed), "u", 0)  # type: ignore[attr-defined]
+        await _end_lease(store, hashed)
         with pytest.raises(ih.DeliveryUnknownError) as caught:
             await client.send("13800138000", TEXT, idempotency_key="k")
         with pytest.raises(ih.DeliveryUnknownError):
@@ -327,16 +334,15 @@ async def test_a_dead_owner_that_never_started_sending_frees_the_key(store: KeyS
     async with client_for(server, store, idempotency_wait=False) as client:
         with pytest.raises(ih.IdempotencyInProgressError):
             await client.send("13800138000", TEXT, idempotency_key="k")
-        if isinstance(store, MemoryKeyStore):
-            store._clock.advance(store.lease + 1)  # type: ignore[attr-defined]
-        else:
-            await store._client.hset(store._key(hashed), "u", 0)  # type: ignore[attr-defined]
+        await _end_lease(store, hashed)
         sent = await client.send("13800138000", TEXT, idempotency_key="k")
         again = await client.send("13800138000", TEXT, idempotency_key="k")
     assert not sent.replayed and again.replayed and server.requests == 1
 
 
-async def test_a_keyed_send_is_marked_sending_before_it_leaves(store: KeyStore) -> None:
+async def test_a_keyed_send_is_marked_sending_before_it_leaves(
+    store: KeyStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     marked: list[int] = []
     server = Server()
     original = store.mark_sending
@@ -345,7 +351,7 @@ async def test_a_keyed_send_is_marked_sending_before_it_leaves(store: KeyStore) 
         marked.append(server.requests)
         await original(key, owner)
 
-    store.mark_sending = spy  # type: ignore[method-assign]
+    monkeypatch.setattr(store, "mark_sending", spy)
     async with client_for(server, store) as client:
         await client.send("13800138000", TEXT, idempotency_key="k")
     assert marked == [0]  # once, before the server had the request
