@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from typing import Any
 
 import httpx
 import pytest
@@ -64,12 +65,12 @@ class Recorder:
         self._maybe_fail()
         self.reviews.append(review)
 
-    def receiver(self, **kwargs: object) -> PushReceiver:
+    def receiver(self, **kwargs: Any) -> PushReceiver:
         return PushReceiver(
             self.on_receipt,
             self.on_reply,
             self.on_template_review,
-            **kwargs,  # type: ignore[arg-type]
+            **kwargs,
         )
 
 
