@@ -6,7 +6,7 @@ import pytest
 @pytest.mark.parametrize(
     "name",
     ["ihuyi_async", "ihuyi_async.idempotency", "ihuyi_async.limiter", "ihuyi_async.pushes", "ihuyi_async.testing",
-     "ihuyi_async.verify"],
+     "ihuyi_async.testing.faults", "ihuyi_async.verify"],
 )
 def test_all_is_sorted_and_importable(name: str) -> None:
     module = importlib.import_module(name)
@@ -40,6 +40,10 @@ def test_testing_exports_and_modules_by_concern() -> None:
     with pytest.warns(DeprecationWarning, match="SentMessage"):
         renamed = testing.Message
     assert renamed is testing.SentMessage
+    # testing.faults is a public module (so it has its own page in the API reference)
+    faults = importlib.import_module("ihuyi_async.testing.faults")
+    assert testing.faults is faults and faults.Fault is testing.Fault and faults.FaultPlan is testing.FaultPlan
+    assert faults.http_error(503).status == 503
 
 
 @pytest.mark.parametrize(

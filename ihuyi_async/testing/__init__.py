@@ -26,7 +26,7 @@ from typing import Any
 
 from .._clock import FakeClock
 from .._exports import publish as _publish
-from . import _faults as faults
+from . import faults
 from ._emulator import Emulator
 from ._faults import Fault, FaultPlan
 from ._http import EmulatorTransport

@@ -95,7 +95,7 @@ def hang(*, processed: bool = True) -> Fault:
 
 @dataclass(slots=True, kw_only=True)
 class ScheduledFault:
-    """One entry of a :class:`FaultPlan`.
+    """One entry of a :class:`~ihuyi_async.testing.FaultPlan`.
 
     :ivar remaining: calls left to fault (``None``: unlimited).
     :ivar probability: chance that a matching call is faulted (1.0: every one).
