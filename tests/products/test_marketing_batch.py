@@ -36,9 +36,9 @@ def emulator() -> Emulator:
     return Emulator({ACCOUNT: KEY}, 10_000, clock=FakeClock(START), products={ACCOUNT: "marketing"})
 
 
-def client_for(em: Emulator, **kwargs: object) -> MarketingSmsClient:
+def client_for(em: Emulator, chunk_size: int = 500) -> MarketingSmsClient:
     return MarketingSmsClient(
-        ACCOUNT, KEY, transport=em.transport, clock=em.clock, limiter=None, **kwargs  # type: ignore[arg-type]
+        ACCOUNT, KEY, transport=em.transport, clock=em.clock, limiter=None, chunk_size=chunk_size
     )
 
 
@@ -57,14 +57,14 @@ class Provider:
         return httpx.Response(200, content=body)
 
 
-def mock_client(provider: Provider, **kwargs: object) -> MarketingSmsClient:
+def mock_client(provider: Provider, chunk_size: int = 500) -> MarketingSmsClient:
     return MarketingSmsClient(
         ACCOUNT,
         KEY,
         transport=httpx.MockTransport(provider),
         clock=FakeClock(START),
         limiter=None,
-        **kwargs,  # type: ignore[arg-type]
+        chunk_size=chunk_size,
     )
 
 

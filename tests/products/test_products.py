@@ -604,10 +604,11 @@ async def test_marketing_local_refusal_of_a_later_chunk_keeps_the_earlier_task_i
 async def test_emulator_limits_per_product() -> None:
     from ihuyi_async.testing import Limits
 
+    clock = FakeClock(START, auto_advance=True)
     em = Emulator(
         {ACCOUNT: KEY},
         100,
-        clock=FakeClock(START, auto_advance=True),
+        clock=clock,
         product_limits={"international": Limits(per_second=None, per_day=2)},
         products={ACCOUNT: "marketing"},
     )
@@ -623,7 +624,7 @@ async def test_emulator_limits_per_product() -> None:
         ACCOUNT, KEY, transport=em.transport, clock=em.clock, limiter=None
     ) as market:
         for i in range(7):  # marketing: no daily cap of 5 by default
-            em.clock.advance(2)  # type: ignore[attr-defined]
+            clock.advance(2)
             result = await market.send("13800138000", f"offer {i}")
             assert result.accepted
 
