@@ -555,10 +555,17 @@ class _Chunker:
             yield self._chunk()
 
     def _add(self, raw: object) -> Message | None:
-        """Take one number: the chunk it completes, a bad number alone, or ``None``."""
+        """Take one number: the chunk it completes, a bad number alone, or ``None``.
+
+        An int is read as its digits (as a batch message's ``mobile`` is); anything else
+        that is not a str is a bad number."""
         self._position += 1
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            raw = str(raw)
         try:
-            number = normalize_mobile(raw)  # type: ignore[arg-type]  # checked there
+            if not isinstance(raw, str):
+                raise TypeError(type(raw).__name__)
+            number = normalize_mobile(raw)
         except (InvalidRequestError, TypeError):
             text = str(raw).strip().replace(",", " ") or " "
             key = None if self._key is None else f"{self._key}!{self._position}"

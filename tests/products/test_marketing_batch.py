@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl
 
 import httpx
@@ -257,3 +258,14 @@ async def test_blank_content_refused_although_the_opt_out_text_would_fill_it() -
         with pytest.raises(ih.InvalidRequestError) as caught:
             await client.send(numbers(1), " ")
     assert caught.value.code == 404 and caught.value.local and provider.mobiles == []
+
+
+async def test_send_many_reads_ints_as_numbers_and_refuses_other_types() -> None:
+    items: list[Any] = [13800138000, None, True, "13800138001"]  # what an untyped caller passes
+    provider = Provider()
+    async with mock_client(provider, chunk_size=5) as client:
+        outcomes = await collect(client.send_many(items, "hi"))
+    assert sorted(o.status for o in outcomes) == ["accepted", "invalid", "invalid"]
+    assert provider.mobiles == ["13800138000,13800138001"]
+    invalid = [o for o in outcomes if o.status == "invalid"]
+    assert [str(o.error).split("(number ")[1][:1] for o in invalid] == ["2", "3"]
