@@ -21,7 +21,7 @@ from .._clock import Clock, SystemClock
 from .._codes import RATE_LIMIT_CODES
 from .._exceptions import LimiterUnavailableError, LocalRateLimitError
 from .._redact import content_digest, mask_mobile
-from ._memory import MAX_SCHEDULE_AHEAD, MemoryStore, _Table
+from ._memory import MAX_SCHEDULE_AHEAD, MemoryStore
 from ._rules import DEFAULT_RULES, Rule, RuleSet, refusal_text, to_china_time
 from ._store import Grant, Refusal, Store
 
@@ -199,13 +199,11 @@ class Limiter:
         "_observed",
         "_now",
         "_plain",
-        "_plain_reserve",
-        "_plain_try",
+        "_plain_now",
         "_refunded",
         "_refused",
         "_ruleset",
         "_store",
-        "_table",
         "_waiting",
         "fail_open",
         "max_wait",
@@ -232,16 +230,10 @@ class Limiter:
         self.max_wait = float(max_wait)
         self.wait = wait
         self.fail_open = fail_open
-        self._table: _Table | None = (
-            self._store._table(self._ruleset) if isinstance(self._store, MemoryStore) else None
-        )
         self._content_rules = any(r.per_content for r in self._ruleset.rules)
         self._plain = self._ruleset.select(None, False)
-        # fast paths: the compiled reserve of the plain selection, the bare time function
-        self._plain_reserve = self._table.reserver(self._plain) if self._table is not None else None
-        self._plain_try = (
-            self._table.eager_reserver(self._plain) if self._table is not None else None
-        )
+        self._plain_now = self._store.nowait_reserver(self._ruleset, self._plain)
+        # the bare time function when the clock is the system's (one call fewer per acquire)
         self._now: Callable[[], float] = (
             _time.time if type(self._clock) is SystemClock else self._clock.time
         )
@@ -305,30 +297,16 @@ class Limiter:
             selected, digest = self._plain, ""
         else:
             selected, digest = self._select(kind, content)
-        table = self._table
-        if table is not None:
-            if selected is self._plain:
-                result = self._plain_reserve(mobile, "", now, max_delay)  # type: ignore[misc]
-            else:
-                result = table.reserve(selected, mobile, digest, now, max_delay)
-            send_at, undo = result
-            if undo.__class__ is not tuple:
-                self._refused += 1
-                raise self._error(Refusal(int(send_at), now, undo, undo), mobile)  # type: ignore[arg-type]
-            res = Reservation(self, mobile, digest, selected, now, send_at, undo)
-        else:
-            try:
-                answer = await self._store.reserve(
-                    self._ruleset, selected, mobile, digest, now, max_delay
-                )
-            except LimiterUnavailableError as exc:
-                return self._open(exc, mobile, now)
-            if isinstance(answer, Refusal):
-                self._refused += 1
-                raise self._error(answer, mobile)
-            res = Reservation(
-                self, mobile, digest, selected, answer.now, answer.send_at, answer.undo
+        try:
+            answer = await self._store.reserve(
+                self._ruleset, selected, mobile, digest, now, max_delay
             )
+        except LimiterUnavailableError as exc:
+            return self._open(exc, mobile, now)
+        if isinstance(answer, Refusal):
+            self._refused += 1
+            raise self._error(answer, mobile)
+        res = Reservation(self, mobile, digest, selected, answer.now, answer.send_at, answer.undo)
         self._acquired += 1
         delay = res.send_at - res.granted_at
         if delay > 0:
@@ -343,32 +321,25 @@ class Limiter:
 
         :raises ~ihuyi_async.LimiterUnavailableError: store unreachable (unless fail-open).
         """
-        fast = self._plain_try
-        if fast is not None and kind is None and not content and type(mobile) is str:
-            # the common case, kept flat: plain selection, memory store, no exception built
-            now = self._now()
-            result = fast(mobile, "", now, 0.0)
-            if result is None:
-                self._refused += 1
-                return None
-            self._acquired += 1
-            return Reservation(self, mobile, "", self._plain, now, result[0], result[1])
-        table = self._table
-        if table is None:
+        if type(mobile) is not str:
+            raise TypeError(f"mobile must be a str, got {type(mobile).__name__}")
+        if kind is None and not content:
+            selected, digest, reserve_now = self._plain, "", self._plain_now
+        else:
+            selected, digest = self._select(kind, content)
+            reserve_now = self._store.nowait_reserver(self._ruleset, selected)
+        if reserve_now is None:  # a store that awaits (Redis): the full path
             try:
                 return await self.acquire(mobile, content=content, kind=kind, wait=False)
             except LocalRateLimitError:
                 return None
-        if type(mobile) is not str:
-            raise TypeError(f"mobile must be a str, got {type(mobile).__name__}")
         now = self._now()
-        selected, digest = self._select(kind, content)
-        send_at, undo = table.reserve(selected, mobile, digest, now, 0.0)
-        if undo.__class__ is not tuple:
+        undo = reserve_now(mobile, digest, now)
+        if undo is None:
             self._refused += 1
             return None
         self._acquired += 1
-        return Reservation(self, mobile, digest, selected, now, send_at, undo)
+        return Reservation(self, mobile, digest, selected, now, now, undo)
 
     async def observe_provider_code(
         self,
@@ -446,7 +417,7 @@ class Limiter:
             waiting=self._waiting,
             observed=self._observed,
             failed_open=self._failed_open,
-            tracked_numbers=self._table.tracked if self._table is not None else None,
+            tracked_numbers=self._store.tracked(self._ruleset),
         )
 
     async def aclose(self) -> None:
@@ -494,24 +465,16 @@ class Limiter:
             self._waiting -= 1
 
     async def _refund(self, res: Reservation) -> None:
-        table = self._table
-        if table is not None:
-            table.refund(res._selected, res.mobile, res.digest, res.send_at, res._undo)
-        else:
-            grant = Grant(res.send_at, res.granted_at, res._undo)
-            try:
-                await self._store.refund(
-                    self._ruleset, res._selected, res.mobile, res.digest, grant
-                )
-            except LimiterUnavailableError as exc:
-                if not self.fail_open:
-                    raise
-                logger.warning(
-                    "limiter store unavailable, refund for %s lost: %s",
-                    mask_mobile(res.mobile),
-                    exc,
-                )
-                return
+        grant = Grant(res.send_at, res.granted_at, res._undo)
+        try:
+            await self._store.refund(self._ruleset, res._selected, res.mobile, res.digest, grant)
+        except LimiterUnavailableError as exc:
+            if not self.fail_open:
+                raise
+            logger.warning(
+                "limiter store unavailable, refund for %s lost: %s", mask_mobile(res.mobile), exc
+            )
+            return
         self._refunded += 1
 
     def __repr__(self) -> str:

@@ -9,10 +9,11 @@ the indices of the rules that count this send, the number, the content digest
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 
 from ._rules import RuleSet
 
-__all__ = ["Grant", "Refusal", "Store"]
+__all__ = ["Grant", "NowaitReserver", "Refusal", "Store"]
 
 
 class Grant:
@@ -61,6 +62,10 @@ class Refusal:
         )
 
 
+#: What :meth:`Store.nowait_reserver` returns: ``(mobile, digest, now) -> undo | None``.
+NowaitReserver = Callable[[str, str, float], "tuple[float, ...] | None"]
+
+
 class Store(abc.ABC):
     """Where a :class:`~ihuyi_async.limiter.Limiter` keeps its counts.
 
@@ -84,7 +89,26 @@ class Store(abc.ABC):
       ``limit`` sends at ``now`` — added, so refunds of earlier grants never reopen it;
     - :meth:`peek` returns the earliest time a reservation would be granted without
       waiting; it changes nothing.
+
+    Two optional methods have defaults: :meth:`nowait_reserver`, the synchronous fast
+    path of a store that can answer without awaiting, and :meth:`tracked`.
     """
+
+    def nowait_reserver(self, rules: RuleSet, selected: tuple[int, ...]) -> NowaitReserver | None:
+        """A synchronous "now or not at all" reserve for one selection of rules, or
+        ``None`` (the default) when this store must await (the limiter then awaits
+        :meth:`reserve`).
+
+        The function takes ``(mobile, digest, now)`` and does what :meth:`reserve` does
+        with ``max_delay=0``, but answers a grant (which is always at ``now``) with its
+        :attr:`Grant.undo` and a refusal with ``None`` (no reason needed, so it may stop
+        at the first rule that refuses): nothing is built that the caller does not use.
+        """
+        return None
+
+    def tracked(self, rules: RuleSet) -> int | None:
+        """How many numbers hold state for ``rules``; ``None`` (the default): not known."""
+        return None
 
     @abc.abstractmethod
     async def reserve(
