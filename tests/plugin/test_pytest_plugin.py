@@ -168,4 +168,4 @@ def test_fastapi_sample_project_passes(project: pytest.Pytester, runner: str) ->
         source = source.replace("import pytest\n", "import pytest\nimport pytest_asyncio\n", 1)
         test.write_text(source, encoding="utf-8")
         result = project.runpytest("-p", "no:anyio")
-    result.assert_outcomes(passed=5)
+    result.assert_outcomes(passed=9)
