@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right, insort
+from collections.abc import Callable
 from typing import Any
 
 from ._rules import Rule, RuleSet
-from ._store import Grant, NowaitReserver, Refusal, Store
+from ._store import Grant, Refusal, Store
 
 __all__ = ["MAX_SCHEDULE_AHEAD", "MemoryStore"]
 
@@ -428,7 +429,9 @@ class MemoryStore(Store):
         """How many numbers hold state for ``rules`` (both generations)."""
         return self._table(rules).tracked
 
-    def nowait_reserver(self, rules: RuleSet, selected: tuple[int, ...]) -> NowaitReserver:
+    def nowait_reserver(
+        self, rules: RuleSet, selected: tuple[int, ...]
+    ) -> Callable[[str, str, float], tuple[float, ...] | None]:
         return self._table(rules).selection(selected).reserve_now
 
     async def reserve(

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from ._rules import RuleSet
 
-__all__ = ["Grant", "NowaitReserver", "Refusal", "Store"]
+__all__ = ["Grant", "Refusal", "Store"]
 
 
 class Grant:
@@ -62,10 +62,6 @@ class Refusal:
         )
 
 
-#: What :meth:`Store.nowait_reserver` returns: ``(mobile, digest, now) -> undo | None``.
-NowaitReserver = Callable[[str, str, float], "tuple[float, ...] | None"]
-
-
 class Store(abc.ABC):
     """Where a :class:`~ihuyi_async.limiter.Limiter` keeps its counts.
 
@@ -94,7 +90,9 @@ class Store(abc.ABC):
     path of a store that can answer without awaiting, and :meth:`tracked`.
     """
 
-    def nowait_reserver(self, rules: RuleSet, selected: tuple[int, ...]) -> NowaitReserver | None:
+    def nowait_reserver(
+        self, rules: RuleSet, selected: tuple[int, ...]
+    ) -> Callable[[str, str, float], tuple[float, ...] | None] | None:
         """A synchronous "now or not at all" reserve for one selection of rules, or
         ``None`` (the default) when this store must await (the limiter then awaits
         :meth:`reserve`).

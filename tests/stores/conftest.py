@@ -12,10 +12,11 @@ from typing import Any
 
 import pytest
 import redis.asyncio as redis
-from limiter_support import NOON, MakeLimiter, rules
 
 from ihuyi_async import FakeClock
 from ihuyi_async.limiter import Limiter, MemoryStore, RedisStore, Rule, Store
+
+from .limiter_support import NOON, MakeLimiter, rules
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Constants and types shared by the limiter store tests (imported by path, tests are not a package)."""
+"""Constants and types shared by the limiter store tests."""
 
 from __future__ import annotations
 

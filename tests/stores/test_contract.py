@@ -15,10 +15,11 @@ from collections.abc import Callable, Iterator
 
 import anyio
 import pytest
-from limiter_support import MIDNIGHT, NOON, STEP, MakeLimiter, rules
 
 from ihuyi_async import FakeClock, LocalRateLimitError, RateLimitedError
 from ihuyi_async.limiter import CHINA_TZ, Limiter, Reservation, Rule, provider_rules, to_china_time
+
+from .limiter_support import MIDNIGHT, NOON, STEP, MakeLimiter, rules
 
 pytestmark = pytest.mark.anyio
 

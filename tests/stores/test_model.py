@@ -22,10 +22,11 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from limiter_support import MARGIN, MIDNIGHT, STEP
 
 from ihuyi_async._redact import content_digest
 from ihuyi_async.limiter import Grant, MemoryStore, RedisStore, Refusal, Rule, RuleSet, Store
+
+from .limiter_support import MARGIN, MIDNIGHT, STEP
 
 RULES = (
     Rule.token_bucket("per_second", margin=MARGIN),  # turns STEP = 1.25 s apart
