@@ -182,7 +182,7 @@ class Limiter:
 
     :param rules: the rules (any iterable of :class:`Rule`); ``None``: the provider's.
     :param store: where counts live; ``None``: a new :class:`MemoryStore`.
-    :param clock: time source (Unix seconds) and sleeper; ``None``: :class:`SystemClock`.
+    :param clock: time source (Unix seconds) and sleeper; ``None``: :class:`~ihuyi_async.SystemClock`.
     :param max_wait: longest bucket wait an acquire absorbs, seconds (0 to 3600).
     :param wait: default for :meth:`acquire`'s ``wait``; ``False``: raise, never wait.
     :param fail_open: when the store is unreachable, let sends through (logging a

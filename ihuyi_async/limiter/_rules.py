@@ -74,7 +74,7 @@ class Rule:
         :meth:`Limiter.observe_provider_code` fills the rules of the observed code.
     :ivar kind: apply only to sends of this kind (e.g. ``"verification"``); ``None``: all.
     :ivar per_content: count per number **and** identical content (content is keyed
-        by :func:`~ihuyi_async._redact.content_digest`, never stored raw); such a
+        by a SHA-256 digest of it, never stored raw); such a
         rule applies only when the send passes its ``content``.
     :ivar margin: token buckets only: seconds added to the spacing of turns, so that
         sends still keep the rule when they *arrive* somewhere that measures it (the

@@ -1,0 +1,205 @@
+"""Build the API reference from the docstrings with pdoc, and fail on what makes it wrong.
+
+    python .ci/api_docs.py [-o OUT] [MODULE ...]
+
+Documents the public modules of ``ihuyi_async`` (every module whose dotted name has no
+part starting with ``_``; within each, pdoc shows only names not starting with ``_``
+and what ``__all__`` exports) into OUT (default ``build/api``, git-ignored). Exits 1,
+one problem a line on stderr, when
+
+* pdoc warned (an annotation it cannot resolve, a member it cannot place, ...);
+* a cross-reference did not become a link: a reST role (``:class:`X```, ``:meth:``,
+  ``:func:``, ``:mod:``, ``:attr:``, ``:data:``, ...) naming something that is not a
+  documented public name of the package, nor an importable name outside it (those
+  cannot be linked, only checked), or a dotted ``ihuyi_async.x`` path that names
+  nothing public.
+
+* a field list item rendered with a colon in its name.
+
+Through the template in ``.ci/pdoc-templates``, docstrings are prepared for pdoc: a role
+renders as pdoc renders backticks (``:class:`~x.Y``` shows ``x.Y``; pdoc would print the
+``~``), and a field's text moves to its own line (pdoc would read ``:param x: a (default: b)``
+as a field named ``x: a (default``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import builtins
+import importlib
+import pkgutil
+import re
+import sys
+import warnings
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pdoc
+import pdoc.doc
+import pdoc.render
+
+TEMPLATES = Path(__file__).with_name("pdoc-templates")
+ROLE = re.compile(r"(?::py)?:(mod|func|data|const|class|meth|attr|exc|obj):`([^`]+)`")
+FIELD = re.compile(r"^(?P<head>:(?:param|raises|return)(?: +[^:\n]+)?:) +(?P<text>\S.*)$", re.MULTILINE)
+MANGLED_FIELD = re.compile(r"<li><strong>([^<]*:[^<]*)</strong>")
+
+
+def public_modules(root: str) -> list[str]:
+    """``root`` and every module below it whose dotted name has no part starting with ``_``,
+    less those pdoc reaches by itself (named in their package's ``__all__``)."""
+    package = importlib.import_module(root)
+    below = pkgutil.walk_packages(package.__path__, root + ".", onerror=_raise)
+    names = [root, *(m.name for m in below if not any(p.startswith("_") for p in m.name.split(".")))]
+    return sorted(name for name in names if not _reached(name))
+
+
+def _reached(name: str) -> bool:
+    parent, _, last = name.rpartition(".")
+    return bool(parent) and last in getattr(importlib.import_module(parent), "__all__", ())
+
+
+def _raise(name: str) -> None:
+    raise ImportError(f"cannot import {name} while listing the public modules")
+
+
+def _target(role: str, text: str) -> str:
+    """What a role renders as: the target without ``~``, ``()`` after a callable."""
+    text = text.strip()
+    if text.endswith(">") and "<" in text:  # :class:`title <target>`
+        text = text[text.rindex("<") + 1 : -1]
+    text = text.lstrip("~!")
+    return f"{text}()" if role in ("meth", "func") and not text.endswith("()") else text
+
+
+def prepare_rst(docstring: str) -> str:
+    """``:class:`~x.Y``` -> ```x.Y```, ``:meth:`f``` -> ```f()```; and each field's text
+    moved to its own line (``:param x: a (default: b)`` -> ``:param x:`` + ``    a (default: b)``),
+    as pdoc reads a field's name up to the *last* colon of its line."""
+    docstring = ROLE.sub(lambda m: f"`{_target(m.group(1), m.group(2))}`", docstring)
+    return FIELD.sub(r"\g<head>\n    \g<text>", docstring)
+
+
+class _Codes(HTMLParser):
+    """Inline ``<code>`` spans of a rendered docstring (text, linked?) and the plain text
+    outside links and code blocks."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.codes: list[tuple[str, bool]] = []
+        self.unlinked_text: list[str] = []
+        self._pre = self._a = 0
+        self._code: list[str] | None = None
+        self._code_linked = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "pre":
+            self._pre += 1
+        elif tag == "a":
+            self._a += 1
+            self._code_linked = self._code_linked or self._code is not None
+        elif tag == "code" and not self._pre:
+            self._code, self._code_linked = [], self._a > 0
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "pre":
+            self._pre -= 1
+        elif tag == "a":
+            self._a -= 1
+        elif tag == "code" and self._code is not None:
+            self.codes.append(("".join(self._code), self._code_linked))
+            self._code = None
+
+    def handle_data(self, data: str) -> None:
+        if self._code is not None:
+            self._code.append(data)
+        if not self._pre and not self._a:
+            self.unlinked_text.append(data)
+
+
+def _resolves_outside(identifier: str, root: str) -> bool:
+    """Whether ``identifier`` names something importable that is not part of ``root``."""
+    parts = identifier.removesuffix("()").split(".")
+    if parts[0] == root:
+        return False
+    if len(parts) == 1:
+        return hasattr(builtins, parts[0])
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj: Any = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        try:
+            for part in parts[cut:]:
+                obj = getattr(obj, part)
+        except AttributeError:
+            return False
+        return True
+    return False
+
+
+@dataclass
+class Checker:
+    """The ``check_references`` filter: records each reference a docstring failed to link."""
+
+    root: str
+    problems: list[str] = field(default_factory=list)
+    checked: int = 0
+
+    def __call__(self, rendered: str, doc: pdoc.doc.Doc[Any]) -> str:
+        page = _Codes()
+        page.feed(rendered)
+        linked = {text for text, is_link in page.codes if is_link}
+        unlinked = {text for text, is_link in page.codes if not is_link}
+        broken: set[str] = set()
+        for m in ROLE.finditer(doc.docstring):
+            self.checked += 1
+            target = _target(m.group(1), m.group(2))
+            if target in linked and target not in unlinked:
+                continue
+            if target in unlinked and _resolves_outside(target, self.root):
+                continue  # an outside name pdoc cannot link: it exists, that is all we check
+            broken.add(target.removesuffix("()"))
+            self.problems.append(f"{doc.fullname}: broken reference {m.group(0)} ({target} is no public name)")
+        for name in MANGLED_FIELD.findall(rendered):
+            self.problems.append(f"{doc.fullname}: a field rendered with the name {name!r}")
+        dotted = re.compile(rf"\b{re.escape(self.root)}(?:\.\w+)+")
+        for text in page.unlinked_text:
+            for path in dotted.findall(text):
+                self.checked += 1
+                if path not in broken:
+                    broken.add(path)
+                    self.problems.append(f"{doc.fullname}: broken reference {path} (names nothing public)")
+        return rendered
+
+
+def build(modules: list[str], out: Path) -> tuple[list[str], int]:
+    """Render ``modules`` into ``out``; return the problems found and the references checked."""
+    checker = Checker(root=modules[0].split(".")[0])
+    pdoc.render.configure(docformat="restructuredtext", template_directory=TEMPLATES)
+    pdoc.render.env.filters["prepare_rst"] = prepare_rst
+    pdoc.render.env.filters["check_references"] = checker
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pdoc.pdoc(*modules, output_directory=out)
+    problems = [f"pdoc warning: {w.message}" for w in caught] + checker.problems
+    return problems, checker.checked
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("-o", "--out", type=Path, default=Path("build/api"))
+    parser.add_argument("modules", nargs="*", help="default: the public modules of ihuyi_async")
+    args = parser.parse_args(argv)
+    modules = args.modules or public_modules("ihuyi_async")
+    problems, checked = build(modules, args.out)
+    sys.stderr.writelines(f"{line}\n" for line in problems)
+    verdict = f"{len(problems)} problem(s)" if problems else "no warnings, no broken references"
+    pages = sum(1 for page in args.out.rglob("*.html") if page.name != "index.html")
+    sys.stdout.write(f"API reference: {pages} module pages in {args.out}; {checked} references checked; {verdict}\n")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
