@@ -91,3 +91,21 @@ async def test_the_marker_configures_the_fixture(
     code = ihuyi_emulator.last_code_for("13800138000")
     assert len(code) == 4 and message.content == f"【测试】您的验证码是{code}，5分钟内有效。"
     assert message.template_id is None and message.verification
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=LookupError,
+    reason="the emulator reads codes of 4-8 digits (ihuyi_async/testing/_rules.py _CODE); "
+    "Verifier allows 10 with content=",
+)
+async def test_last_code_for_reads_a_ten_digit_code(
+    ihuyi_client: IhuyiClient, ihuyi_emulator: Emulator
+) -> None:
+    verifier = Verifier(
+        ihuyi_client, content="您的验证码是{code}。", length=10, clock=ihuyi_emulator.clock
+    )
+    await verifier.start("13800138000")
+    code = ihuyi_emulator.last_code_for("13800138000")
+    assert len(code) == 10
+    assert (await verifier.check("13800138000", code)).approved
