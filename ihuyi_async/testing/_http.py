@@ -24,7 +24,7 @@ import anyio
 import httpx
 
 from ..pushes._asgi import Receive, Scope, Send, serve_lifespan
-from ._model import Call, Flavour
+from ._model import Call, FlavourName
 from ._wire import read_fields
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ _MAX_BODY = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
-class _Answer:
+class _Reply:
     status: int
     content_type: str
     body: bytes
@@ -72,7 +72,7 @@ def prepare(
     fields = decoded.values
     lowered = path.lower()
     method: str | None = None
-    flavour: Flavour | None = None
+    flavour: FlavourName | None = None
     product = "sms"
     if http_method.upper() in ("GET", "POST"):
         legacy = next((p for p in _LEGACY_PATHS if lowered.endswith(p)), None)
@@ -103,7 +103,7 @@ def _product_of(emulator: Emulator, path: str, fields: Mapping[str, str]) -> str
     return "sms"
 
 
-async def serve_call(emulator: Emulator, call: Call) -> _Answer | str:
+async def serve_call(emulator: Emulator, call: Call) -> _Reply | str:
     """Act out the call's fault around the model; an answer, or DROP / HANG."""
     fault = call.fault
     if fault is None or fault.kind == "latency":
@@ -112,23 +112,23 @@ async def serve_call(emulator: Emulator, call: Call) -> _Answer | str:
         return answer(emulator, call, record=True)
     code = _code_of(answer(emulator, call, record=False)) if fault.processed else None
     if fault.kind == "http_error":
-        result: _Answer | str = _Answer(fault.status, "text/html; charset=utf-8", fault.body)
+        result: _Reply | str = _Reply(fault.status, "text/html; charset=utf-8", fault.body)
     elif fault.kind == "garbage":
-        result = _Answer(200, "text/html; charset=utf-8", fault.body)
+        result = _Reply(200, "text/html; charset=utf-8", fault.body)
     elif fault.kind == "disconnect":
         result = _Outcome.DROP
     else:
         result = _Outcome.HANG
-    emulator.record(call, code=code, status=result.status if isinstance(result, _Answer) else None)
+    emulator.record(call, code=code, status=result.status if isinstance(result, _Reply) else None)
     return result
 
 
-def answer(emulator: Emulator, call: Call, *, record: bool) -> _Answer:
+def answer(emulator: Emulator, call: Call, *, record: bool) -> _Reply:
     """Run the model on a call and shape the provider's answer."""
     if call.method is None:
-        result = _Answer(404, "text/plain; charset=utf-8", b"Not Found")
+        result = _Reply(404, "text/plain; charset=utf-8", b"Not Found")
         if call.http_method not in ("GET", "POST"):
-            result = _Answer(405, "text/plain; charset=utf-8", b"Method Not Allowed")
+            result = _Reply(405, "text/plain; charset=utf-8", b"Method Not Allowed")
         if record:
             emulator.record(call, code=None, status=result.status)
         return result
@@ -176,7 +176,7 @@ async def app(emulator: Emulator, scope: Scope, receive: Receive, send: Send) ->
     if outcome == _Outcome.DROP:
         await _drop_connection(scope, receive, send)
         return
-    assert isinstance(outcome, _Answer)
+    assert isinstance(outcome, _Reply)
     await send(
         {
             "type": "http.response.start",
@@ -190,7 +190,7 @@ async def app(emulator: Emulator, scope: Scope, receive: Receive, send: Send) ->
     await send({"type": "http.response.body", "body": outcome.body, "more_body": False})
 
 
-def _code_of(answer: _Answer | None) -> int | None:
+def _code_of(answer: _Reply | None) -> int | None:
     if answer is None or answer.status != 200:
         return None
     text = answer.body.decode("utf-8")
@@ -205,7 +205,7 @@ def _json_string(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
-def _render(method: str, code: int, msg: str, extra: Mapping[str, str], *, as_json: bool) -> _Answer:
+def _render(method: str, code: int, msg: str, extra: Mapping[str, str], *, as_json: bool) -> _Reply:
     """Shape an answer exactly as the provider does (XML by default, or JSON)."""
     if as_json:
         # Built by hand (same bytes as compact json.dumps): the extra values are digits we made.
@@ -213,7 +213,7 @@ def _render(method: str, code: int, msg: str, extra: Mapping[str, str], *, as_js
         for key, value in extra.items():
             parts.append(f',"{key}":{int(value)}' if key in ("num", "templateid") else f',"{key}":"{value}"')
         parts.append("}")
-        return _Answer(200, "application/json; charset=utf-8", "".join(parts).encode("utf-8"))
+        return _Reply(200, "application/json; charset=utf-8", "".join(parts).encode("utf-8"))
     lines = [
         '<?xml version="1.0" encoding="utf-8"?>',
         f'<{method}Result xmlns="{_NAMESPACE}">',
@@ -222,7 +222,7 @@ def _render(method: str, code: int, msg: str, extra: Mapping[str, str], *, as_js
     ]
     lines.extend(f"<{key}>{escape(value)}</{key}>" for key, value in extra.items())
     lines.append(f"</{method}Result>")
-    return _Answer(200, "text/xml; charset=utf-8", "\n".join(lines).encode("utf-8"))
+    return _Reply(200, "text/xml; charset=utf-8", "\n".join(lines).encode("utf-8"))
 
 
 async def _wait_for_disconnect(receive: Receive) -> None:
@@ -295,7 +295,7 @@ async def respond(emulator: Emulator, request: httpx.Request) -> httpx.Response:
         )
     timeouts = request.extensions.get("timeout") or {}
     read_timeout = timeouts.get("read")
-    outcome: _Answer | str | None = None
+    outcome: _Reply | str | None = None
     with anyio.move_on_after(read_timeout if read_timeout is not None else float("inf")) as scope:
         outcome = await serve_call(emulator, call)
         if outcome == _Outcome.HANG:
@@ -306,7 +306,7 @@ async def respond(emulator: Emulator, request: httpx.Request) -> httpx.Response:
         raise httpx.RemoteProtocolError(
             "Server disconnected without sending a response.", request=request
         )
-    assert isinstance(outcome, _Answer)
+    assert isinstance(outcome, _Reply)
     return httpx.Response(
         outcome.status, headers=_headers(outcome.content_type), content=outcome.body, request=request
     )

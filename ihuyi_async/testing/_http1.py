@@ -351,7 +351,7 @@ class _Connection(asyncio.Protocol):
             "server": self._local,
             "extensions": {"ihuyi.close": {}},
         }
-        answer = _Answer(self, head)
+        answer = _ResponseWriter(self, head)
         request_sent = False
 
         async def receive() -> dict[str, Any]:
@@ -384,7 +384,7 @@ class _Connection(asyncio.Protocol):
         return head.keep_alive and answer.keep_alive and not self._lost.is_set()
 
 
-class _Answer:
+class _ResponseWriter:
     """The answer to one request, written as the app sends its ASGI messages."""
 
     def __init__(self, connection: _Connection, head: _Head) -> None:

@@ -91,7 +91,7 @@ __all__ = [
     "CHINA_TZ",
     "DEFAULT_ACCOUNTS",
     "Call",
-    "Flavour",
+    "FlavourName",
     "Limits",
     "ProviderModel",
     "RecordedRequest",
@@ -148,7 +148,7 @@ def _product_numbers(product: str, raw: str) -> tuple[int, list[str]]:
         return 0, [raw.strip().replace("-", "")]
     return (code, []) if code else (0, [number])
 
-Flavour = Literal["legacy", "json"]
+FlavourName = Literal["legacy", "json"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -190,7 +190,7 @@ class SentMessage:
     template_id: int | None
     segments: int
     verification: bool
-    flavour: Flavour
+    flavour: FlavourName
     product: str = "sms"
     scheduled: _dt.datetime | None = None
 
@@ -214,7 +214,7 @@ class RecordedRequest:
     http_method: str
     path: str
     method: str | None
-    flavour: Flavour | None
+    flavour: FlavourName | None
     fields: Mapping[str, str]
     time: _dt.datetime
     code: int | None
@@ -264,7 +264,7 @@ class Call:
     http_method: str
     path: str
     method: str | None
-    flavour: Flavour | None
+    flavour: FlavourName | None
     fields: dict[str, str]
     fault: Fault | None
     charset: str = "utf-8"
