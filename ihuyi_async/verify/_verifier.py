@@ -212,13 +212,13 @@ class Verifier:
         :param send: ``False`` applies every limit and issues a code but texts nothing:
             for a number you do not know in a login or reset flow, so the answer looks the
             same as for one you do.
-        :raises InvalidRequestError: not a mainland mobile number; nothing stored or sent.
+        :raises ~ihuyi_async.InvalidRequestError: not a mainland mobile number; nothing stored or sent.
         :raises VerificationRefusedError: a limit refused (same shape for every reason);
             nothing sent.
-        :raises StoreUnavailableError: the store or the limiter's store failed; nothing
+        :raises ~ihuyi_async.StoreUnavailableError: the store or the limiter's store failed; nothing
             sent (:class:`VerificationUnavailableError` or
             :class:`~ihuyi_async.LimiterUnavailableError`).
-        :raises ApiError: the provider refused the message (other than a rate limit) or
+        :raises ~ihuyi_async.ApiError: the provider refused the message (other than a rate limit) or
             the send provably failed (``TransportError``): no code is left pending and
             the resend window is not consumed.
         """
@@ -228,9 +228,10 @@ class Verifier:
         code = "".join(secrets.choice("0123456789") for _ in range(self.length))
         code_hash = self._code_hash(key, number, code)
         now = self._clock.time()
-        answer = await self._store.start(nid, code_hash, round(now * 1000), self.policy)
-        if isinstance(answer, TooSoon):
-            raise self._refused(answer.retry_ms / 1000 - now, answer.scope)
+        now_ms = round(now * 1000)
+        answer = await self._store.start(nid, code_hash, now_ms, self.policy)
+        if isinstance(answer, TooSoon):  # in whole ms: 60 s is 60.0, not 60.0004
+            raise self._refused((answer.retry_ms - now_ms) / 1000, answer.scope)
         held: list[Reservation] = []
         try:
             await self._reserve(key, number, source if source is not None else ip, held)
@@ -301,9 +302,9 @@ class Verifier:
         counts against the budget). ``approved`` consumes the verification: every code
         of it is ``not_found`` afterwards.
 
-        :raises InvalidRequestError: not a mainland mobile number.
+        :raises ~ihuyi_async.InvalidRequestError: not a mainland mobile number.
         :raises TypeError: ``code`` is not a str.
-        :raises StoreUnavailableError: the store failed; nothing approved.
+        :raises ~ihuyi_async.StoreUnavailableError: the store failed; nothing approved.
         """
         if not isinstance(code, str):
             raise TypeError(f"code must be a str, not {type(code).__name__}")

@@ -419,3 +419,14 @@ async def test_an_invalid_number_stores_and_sends_nothing(
             await verifier.check(bad, "123456")
     assert ihuyi_emulator.requests == []
     assert await backend.contents() == ""
+
+
+async def test_retry_after_is_exact_on_a_clock_between_milliseconds(
+    make: MakeVerifier, clock: FakeClock
+) -> None:
+    clock.set(NOON + 0.0006)  # rounds up to the next millisecond
+    verifier = make()
+    await verifier.start(MOBILE)
+    with pytest.raises(VerificationRefusedError) as info:
+        await verifier.start(MOBILE)
+    assert info.value.retry_after == 60.0  # so Retry-After: ceil() is 60, not 61
