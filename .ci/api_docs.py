@@ -9,17 +9,17 @@ one problem a line on stderr, when
 
 * pdoc warned (an annotation it cannot resolve, a member it cannot place, ...);
 * a cross-reference did not become a link: a reST role (``:class:`X```, ``:meth:``,
-  ``:func:``, ``:mod:``, ``:attr:``, ``:data:``, ...) naming something that is not a
-  documented public name of the package, nor an importable name outside it (those
-  cannot be linked, only checked), or a dotted ``ihuyi_async.x`` path that names
-  nothing public.
-
+  ``:func:``, ``:mod:``, ``:attr:``, ``:data:``, ...) or an exception of a ``:raises X:``
+  field naming something that is not a documented public name of the package, nor an
+  importable name outside it (those cannot be linked, only checked; write
+  ``:raises ~ihuyi_async.X:`` for an exception of another package), or a dotted
+  ``ihuyi_async.x`` path that names nothing public;
 * a field list item rendered with a colon in its name.
 
 Through the template in ``.ci/pdoc-templates``, docstrings are prepared for pdoc: a role
 renders as pdoc renders backticks (``:class:`~x.Y``` shows ``x.Y``; pdoc would print the
-``~``), and a field's text moves to its own line (pdoc would read ``:param x: a (default: b)``
-as a field named ``x: a (default``).
+``~``), a ``:raises:`` field's exceptions become links, and a field's text moves to its
+own line (pdoc would read ``:param x: a (default: b)`` as a field named ``x: a (default``).
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ import pdoc.render
 TEMPLATES = Path(__file__).with_name("pdoc-templates")
 ROLE = re.compile(r"(?::py)?:(mod|func|data|const|class|meth|attr|exc|obj):`([^`]+)`")
 FIELD = re.compile(r"^(?P<head>:(?:param|raises|return)(?: +[^:\n]+)?:) +(?P<text>\S.*)$", re.MULTILINE)
+RAISES = re.compile(r"^:raises ([^:`\n]+):", re.MULTILINE)
 MANGLED_FIELD = re.compile(r"<li><strong>([^<]*:[^<]*)</strong>")
 
 
@@ -73,11 +74,17 @@ def _target(role: str, text: str) -> str:
     return f"{text}()" if role in ("meth", "func") and not text.endswith("()") else text
 
 
+def _raised(names: str) -> list[str]:
+    """The exception names of a ``:raises A, B:`` / ``:raises A or B:`` field."""
+    return [n.lstrip("~") for n in re.split(r"[ ,]+", names.strip()) if n and n != "or"]
+
+
 def prepare_rst(docstring: str) -> str:
     """``:class:`~x.Y``` -> ```x.Y```, ``:meth:`f``` -> ```f()```; and each field's text
     moved to its own line (``:param x: a (default: b)`` -> ``:param x:`` + ``    a (default: b)``),
     as pdoc reads a field's name up to the *last* colon of its line."""
     docstring = ROLE.sub(lambda m: f"`{_target(m.group(1), m.group(2))}`", docstring)
+    docstring = RAISES.sub(lambda m: f":raises {', '.join(f'`{n}`' for n in _raised(m.group(1)))}:", docstring)
     return FIELD.sub(r"\g<head>\n    \g<text>", docstring)
 
 
@@ -153,15 +160,16 @@ class Checker:
         linked = {text for text, is_link in page.codes if is_link}
         unlinked = {text for text, is_link in page.codes if not is_link}
         broken: set[str] = set()
-        for m in ROLE.finditer(doc.docstring):
+        references = [(m.group(0), _target(m.group(1), m.group(2))) for m in ROLE.finditer(doc.docstring)]
+        references += [(f":raises {n}:", n) for m in RAISES.finditer(doc.docstring) for n in _raised(m.group(1))]
+        for written, target in references:
             self.checked += 1
-            target = _target(m.group(1), m.group(2))
             if target in linked and target not in unlinked:
                 continue
             if target in unlinked and _resolves_outside(target, self.root):
                 continue  # an outside name pdoc cannot link: it exists, that is all we check
             broken.add(target.removesuffix("()"))
-            self.problems.append(f"{doc.fullname}: broken reference {m.group(0)} ({target} is no public name)")
+            self.problems.append(f"{doc.fullname}: broken reference {written} ({target} is no public name)")
         for name in MANGLED_FIELD.findall(rendered):
             self.problems.append(f"{doc.fullname}: a field rendered with the name {name!r}")
         dotted = re.compile(rf"\b{re.escape(self.root)}(?:\.\w+)+")

@@ -44,6 +44,10 @@ def test_the_api_reference_builds_without_warnings_or_broken_references(tmp_path
     # :class:`~ihuyi_async.SendResult` renders as a link, without the "~" pdoc would keep
     idem = (tmp_path / "ihuyi_async" / "idempotency.html").read_text()
     assert '<code><a href="../ihuyi_async.html#SendResult">ihuyi_async.SendResult</a></code>' in idem
+    # a :raises: field links its exception (here from another package, written ~ihuyi_async.X)
+    verify = (tmp_path / "ihuyi_async" / "verify.html").read_text()
+    assert ('<li><strong><code><a href="../ihuyi_async.html#InvalidRequestError">ihuyi_async.InvalidRequestError'
+            '</a></code></strong>') in verify
     assert "<code>~" not in idem
 
 
@@ -70,6 +74,8 @@ def test_the_build_fails_on_warnings_and_broken_references(tmp_path: Path) -> No
                 """Refers to :class:`Nowhere` and to ``docpkg.gone.Thing``.
 
                 :param at: when (default: now). pdoc alone names this field "at: when (default".
+                :raises ValueError: fine, a builtin.
+                :raises NoSuchError: nowhere.
                 """
     '''))
     (package / "__init__.py").write_text(textwrap.dedent('''
@@ -92,6 +98,7 @@ def test_the_build_fails_on_warnings_and_broken_references(tmp_path: Path) -> No
     assert "docpkg: broken reference :mod:`docpkg._impl`" in text
     assert "docpkg.Good.touch: broken reference :class:`Nowhere`" in text
     assert "docpkg.Good.touch: broken reference docpkg.gone.Thing" in text
+    assert "docpkg.Good.touch: broken reference :raises NoSuchError:" in text
     assert "SSLContext" not in text and "ValueError" not in text and "Good.touch`" not in text
     assert "1 module pages" in done.stdout and f"{len(problems)} problem(s)" in done.stdout
     page = (tmp_path / "out" / "docpkg.html").read_text()
