@@ -10,9 +10,10 @@ Redis alike. The order of one :meth:`Verifier.start`:
 1. validate the number (nothing stored or sent for a bad one);
 2. the store issues the code or refuses (resend spacing, sends per verification);
 3. the limiter reserves one code for the number, the source and the app, or refuses
-   (the store's record is rolled back);
+   (the store's record is rolled back; also when the task is cancelled here);
 4. the client sends it with ``kind="verification"``; a send that provably failed rolls
-   back the record and refunds the reservations, an unknown outcome keeps both.
+   back the record and refunds the reservations, an unknown outcome (or a cancellation
+   during the send) keeps both.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import hmac
 import logging
 import secrets
 from typing import Any, Literal
+
+import anyio
 
 from .._clock import Clock, SystemClock
 from .._exceptions import DeliveryUnknownError, LocalRateLimitError, RateLimitedError
@@ -235,11 +238,16 @@ class Verifier:
         held: list[Reservation] = []
         try:
             await self._reserve(key, number, source if source is not None else ip, held)
-            delivery: Literal["sent", "unknown", "not_sent"] = "not_sent"
-            smsid: str | None = None
+        except BaseException:  # refused, failed or cancelled: nothing was sent
+            with anyio.CancelScope(shield=True):
+                await self._undo(nid, code_hash, answer, held)
+            raise
+        delivery: Literal["sent", "unknown", "not_sent"] = "not_sent"
+        smsid: str | None = None
+        try:
             if send:
                 delivery, smsid = await self._send(number, code)
-        except Exception:
+        except Exception:  # provably not sent (cancelled mid-send: unknown, the code stays)
             await self._undo(nid, code_hash, answer, held)
             raise
         return Started(

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import anyio
 import pytest
 
 from ihuyi_async import IhuyiClient, InvalidRequestError
+from ihuyi_async.limiter import Grant, MemoryStore, Refusal, RuleSet
 from ihuyi_async.testing import Emulator, FakeClock
 from ihuyi_async.verify import VerificationRefusedError, Verifier
 
@@ -109,3 +113,43 @@ async def test_last_code_for_reads_a_ten_digit_code(
     code = ihuyi_emulator.last_code_for("13800138000")
     assert len(code) == 10
     assert (await verifier.check("13800138000", code)).approved
+
+
+class _HeldLimits(MemoryStore):
+    """The limiter's memory store, but every reserve waits until ``go`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.go = anyio.Event()
+
+    def nowait_reserver(self, rules: RuleSet, selected: tuple[int, ...]) -> Any:
+        return None  # no synchronous path: the limiter awaits reserve()
+
+    async def reserve(
+        self,
+        rules: RuleSet,
+        selected: tuple[int, ...],
+        mobile: str,
+        digest: str,
+        now: float,
+        max_delay: float,
+    ) -> Grant | Refusal:
+        await self.go.wait()
+        return await super().reserve(rules, selected, mobile, digest, now, max_delay)
+
+
+async def test_a_start_cancelled_before_the_send_leaves_no_code_and_no_window(
+    ihuyi_client: IhuyiClient, ihuyi_emulator: Emulator
+) -> None:
+    limits = _HeldLimits()
+    verifier = Verifier(
+        ihuyi_client, template_id=1, clock=ihuyi_emulator.clock, limiter_store=limits
+    )
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(verifier.start, "13800138000")
+        await anyio.wait_all_tasks_blocked()
+        tg.cancel_scope.cancel()
+    assert (await verifier.check("13800138000", "000000")).status == "not_found"
+    limits.go.set()
+    started = await verifier.start("13800138000")  # not refused as a resend
+    assert started.delivery == "sent" and len(ihuyi_emulator.messages) == 1
