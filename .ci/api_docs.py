@@ -14,12 +14,14 @@ one problem a line on stderr, when
   importable name outside it (those cannot be linked, only checked; write
   ``:raises ~ihuyi_async.X:`` for an exception of another package), or a dotted
   ``ihuyi_async.x`` path that names nothing public;
-* a field list item rendered with a colon in its name.
+* a field list item rendered with a colon in its name, or a field left as text (``:raises X:``
+  in the middle of a line, where neither pdoc nor Sphinx reads it).
 
 Through the template in ``.ci/pdoc-templates``, docstrings are prepared for pdoc: a role
 renders as pdoc renders backticks (``:class:`~x.Y``` shows ``x.Y``; pdoc would print the
-``~``), a ``:raises:`` field's exceptions become links, and a field's text moves to its
-own line (pdoc would read ``:param x: a (default: b)`` as a field named ``x: a (default``).
+``~``), a ``:raises:`` field's exceptions become links, ``:ivar:`` fields an "Attributes"
+list (pdoc leaves them as text), and a field's text moves to its own line (pdoc would read
+``:param x: a (default: b)`` as a field named ``x: a (default``).
 """
 
 from __future__ import annotations
@@ -43,7 +45,9 @@ import pdoc.render
 TEMPLATES = Path(__file__).with_name("pdoc-templates")
 ROLE = re.compile(r"(?::py)?:(mod|func|data|const|class|meth|attr|exc|obj):`([^`]+)`")
 FIELD = re.compile(r"^(?P<head>:(?:param|raises|return)(?: +[^:\n]+)?:) +(?P<text>\S.*)$", re.MULTILINE)
+IVAR = re.compile(r"^:ivar +(?P<name>[^:\n]+):(?P<body>.*(?:(?:\n *)*\n +\S.*)*)", re.MULTILINE)
 RAISES = re.compile(r"^:raises ([^:`\n]+):", re.MULTILINE)
+RAW_FIELD = re.compile(r"(?<![\w`]):(?:param|ivar|raises|return|type|rtype)\b[^:\n]*:")
 MANGLED_FIELD = re.compile(r"<li><strong>([^<]*:[^<]*)</strong>")
 
 
@@ -79,11 +83,26 @@ def _raised(names: str) -> list[str]:
     return [n.lstrip("~") for n in re.split(r"[ ,]+", names.strip()) if n and n != "or"]
 
 
+def _attributes(docstring: str) -> str:
+    """``:ivar x: text`` fields as an "Attributes" list, as pdoc renders ``:param:`` (pdoc
+    leaves ``:ivar:`` as plain text)."""
+    first = True
+
+    def item(m: re.Match[str]) -> str:
+        nonlocal first
+        head = "\n###### Attributes\n" if first else ""
+        first = False
+        return f"{head} - **{m['name'].strip()}**: {m['body'].strip()}"
+
+    return IVAR.sub(item, docstring)
+
+
 def prepare_rst(docstring: str) -> str:
     """``:class:`~x.Y``` -> ```x.Y```, ``:meth:`f``` -> ```f()```; and each field's text
     moved to its own line (``:param x: a (default: b)`` -> ``:param x:`` + ``    a (default: b)``),
     as pdoc reads a field's name up to the *last* colon of its line."""
     docstring = ROLE.sub(lambda m: f"`{_target(m.group(1), m.group(2))}`", docstring)
+    docstring = _attributes(docstring)
     docstring = RAISES.sub(lambda m: f":raises {', '.join(f'`{n}`' for n in _raised(m.group(1)))}:", docstring)
     return FIELD.sub(r"\g<head>\n    \g<text>", docstring)
 
@@ -172,6 +191,8 @@ class Checker:
             self.problems.append(f"{doc.fullname}: broken reference {written} ({target} is no public name)")
         for name in MANGLED_FIELD.findall(rendered):
             self.problems.append(f"{doc.fullname}: a field rendered with the name {name!r}")
+        for raw in RAW_FIELD.findall("".join(page.unlinked_text)):
+            self.problems.append(f"{doc.fullname}: a field left as text: {raw!r} (not at a line start?)")
         dotted = re.compile(rf"\b{re.escape(self.root)}(?:\.\w+)+")
         for text in page.unlinked_text:
             for path in dotted.findall(text):

@@ -48,7 +48,8 @@ class JournalEntry:
     """The last word of a journal on one message key.
 
     :ivar fp: fingerprint of the message sent under this key (number and content).
-    :ivar mobile: the masked number. :ivar line: the input line, when the input had one.
+    :ivar mobile: the masked number.
+    :ivar line: the input line, when the input had one.
     :ivar at: when the entry was written (Unix time).
     """
 

@@ -425,9 +425,10 @@ class MarketingSmsClient(_ProductClient):
         :param idempotency_key: each chunk is sent under ``f"{idempotency_key}#{i}"`` (``i``
             counts chunks from 0), as by :meth:`send`: two runs of one campaign, on any
             hosts sharing the client's key store, send each chunk once.
-        :raises InvalidRequestError: blank content (404). :raises ContentRejectedError:
-            emoji or too long. :raises ValueError: ``at`` naive or not in the future,
-            ``concurrency`` below 1, an unusable key. All before anything is read or sent.
+        :raises InvalidRequestError: blank content (404).
+        :raises ContentRejectedError: emoji or too long.
+        :raises ValueError: ``at`` naive or not in the future, ``concurrency`` below 1, an
+            unusable key. All before anything is read or sent.
         """
         from ._codes import ACCOUNT_LEVEL_CODES
 
@@ -675,7 +676,8 @@ class InternationalSmsClient(_ProductClient):
         :raises InvalidRequestError: the number does not parse, is not valid, or is a
             mainland number (406, use :class:`~ihuyi_async.IhuyiClient`); blank content.
         :raises ContentRejectedError: emoji or too long.
-        :raises ApiError: refused by the provider; :raises TransportError: not sent;
+        :raises ApiError: refused by the provider.
+        :raises TransportError: not sent.
         :raises DeliveryUnknownError: it may have been sent.
         """
         self._enter()

@@ -75,7 +75,7 @@ def test_the_build_fails_on_warnings_and_broken_references(tmp_path: Path) -> No
 
                 :param at: when (default: now). pdoc alone names this field "at: when (default".
                 :raises ValueError: fine, a builtin.
-                :raises NoSuchError: nowhere.
+                :raises NoSuchError: nowhere. :raises KeyError: left as text, not at a line start.
                 """
     '''))
     (package / "__init__.py").write_text(textwrap.dedent('''
@@ -99,7 +99,10 @@ def test_the_build_fails_on_warnings_and_broken_references(tmp_path: Path) -> No
     assert "docpkg.Good.touch: broken reference :class:`Nowhere`" in text
     assert "docpkg.Good.touch: broken reference docpkg.gone.Thing" in text
     assert "docpkg.Good.touch: broken reference :raises NoSuchError:" in text
+    assert "docpkg.Good.touch: a field left as text: ':raises KeyError:'" in text
     assert "SSLContext" not in text and "ValueError" not in text and "Good.touch`" not in text
     assert "1 module pages" in done.stdout and f"{len(problems)} problem(s)" in done.stdout
     page = (tmp_path / "out" / "docpkg.html").read_text()
     assert "<li><strong>at</strong>: \nwhen (default: now)." in page and "field rendered" not in text
+    # :ivar: fields become an Attributes list (pdoc alone leaves them as plain text)
+    assert '<h6 id="attributes">Attributes</h6>' in page and "<li><strong>when</strong>: a " in page
