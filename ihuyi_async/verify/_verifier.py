@@ -73,8 +73,14 @@ def _check_options(
     length: int,
     resend: str,
     purpose: str,
+    channel: str = "sms",
 ) -> None:
-    if (template_id is None) == (content is None):
+    if channel not in ("sms", "voice"):
+        raise ValueError("channel must be 'sms' or 'voice'")
+    if channel == "voice":
+        if template_id is not None or content is not None:
+            raise ValueError("a voice code is read out as is: no template_id or content")
+    elif (template_id is None) == (content is None):
         raise ValueError("give exactly one of template_id or content")
     if content is not None and "{code}" not in content:
         raise ValueError("content must contain '{code}'")
@@ -95,7 +101,8 @@ class Verifier:
     """One-time verification codes by SMS: :meth:`start` texts a code, :meth:`check` checks it.
 
     :param client: an :class:`~ihuyi_async.IhuyiClient` (or anything with its
-        ``send`` / ``send_template``); the verifier never closes it.
+        ``send`` / ``send_template``), or with ``channel="voice"`` a
+        :class:`~ihuyi_async.VoiceCodeClient`; the verifier never closes it.
     :param template_id: send ``variables=[code]`` with this template (codes up to 8
         digits: the provider refuses longer variables).
     :param content: or send this text, ``{code}`` replaced by the code.
@@ -116,6 +123,9 @@ class Verifier:
         verification expires (default 5).
     :param resend: ``"replace"`` (default: a resent code replaces the pending one) or
         ``"keep"`` (every code sent in the verification stays valid until one is used).
+    :param channel: ``"sms"`` (default) or ``"voice"``: a call reads the code out
+        (``client.send(number, code)``; the voice client takes 4-6 digits unless its
+        ``code_length`` says otherwise).
     :param purpose: keeps verifications apart: a code started by the verifier for
         ``"login"`` is ``not_found`` for the one for ``"reset"`` (on the same store).
         Derive the verifiers of the other purposes with :meth:`for_purpose` so that
@@ -145,8 +155,9 @@ class Verifier:
         max_sends: int = 5,
         resend: Literal["replace", "keep"] = "replace",
         purpose: str = "",
+        channel: Literal["sms", "voice"] = "sms",
     ) -> None:
-        _check_options(template_id, content, length, resend, purpose)
+        _check_options(template_id, content, length, resend, purpose, channel)
         if not (lifetime > 0 and resend_after >= 0 and max_attempts >= 1 and max_sends >= 1):
             raise ValueError(
                 "lifetime must be > 0, resend_after >= 0, max_attempts and max_sends >= 1"
@@ -157,6 +168,7 @@ class Verifier:
         self._client = client
         self._template_id = template_id
         self._content = content
+        self.channel = channel
         self._store = store if store is not None else MemoryVerifyStore()
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._limiter = Limiter(
@@ -176,7 +188,9 @@ class Verifier:
     def for_purpose(self, purpose: str) -> Verifier:
         """A verifier for another ``purpose`` on this one's client, store, secret, options
         and limiter (its counts are shared: the limits hold across purposes)."""
-        _check_options(self._template_id, self._content, self.length, "keep", purpose)
+        _check_options(
+            self._template_id, self._content, self.length, "keep", purpose, self.channel
+        )
         twin = copy.copy(self)
         twin.purpose = purpose
         return twin
@@ -277,7 +291,9 @@ class Verifier:
         self, number: str, code: str
     ) -> tuple[Literal["sent", "unknown"], str | None]:
         try:
-            if self._template_id is not None:
+            if self.channel == "voice":
+                result = await self._client.send(number, code)
+            elif self._template_id is not None:
                 result = await self._client.send_template(
                     number, template_id=self._template_id, variables=[code], kind="verification"
                 )
@@ -325,9 +341,12 @@ class Verifier:
         return Checked(status=answer.status, attempts_left=answer.attempts_left)
 
     def __repr__(self) -> str:
-        mode = (
-            f"template_id={self._template_id}" if self._template_id is not None else "content=..."
-        )
+        if self.channel == "voice":
+            mode = "channel='voice'"
+        elif self._template_id is not None:
+            mode = f"template_id={self._template_id}"
+        else:
+            mode = "content=..."
         return (
             f"Verifier({mode}, length={self.length}, purpose={self.purpose!r}, "
             f"lifetime_ms={self.policy.lifetime_ms}, max_attempts={self.policy.max_attempts}, "

@@ -153,3 +153,25 @@ async def test_a_start_cancelled_before_the_send_leaves_no_code_and_no_window(
     limits.go.set()
     started = await verifier.start("13800138000")  # not refused as a resend
     assert started.delivery == "sent" and len(ihuyi_emulator.messages) == 1
+
+
+async def test_voice_codes_are_read_out_by_the_voice_client(ihuyi_emulator: Emulator) -> None:
+    from ihuyi_async import VoiceCodeClient
+
+    account = ihuyi_emulator.accounts[0]
+    async with VoiceCodeClient(
+        account,
+        ihuyi_emulator.api_key_of(account),
+        transport=ihuyi_emulator.transport,
+        clock=ihuyi_emulator.clock,
+    ) as voice:
+        verifier = Verifier(voice, channel="voice", clock=ihuyi_emulator.clock)
+        started = await verifier.start("13800138000")
+        [message] = ihuyi_emulator.messages
+        assert message.product == "voice-code" and message.verification
+        assert message.content == ihuyi_emulator.last_code_for("13800138000")
+        assert started.smsid == message.smsid
+        assert (await verifier.check("13800138000", message.content)).approved
+    with pytest.raises(ValueError, match="read out"):
+        Verifier(voice, channel="voice", template_id=1)
+    assert "voice" in repr(verifier)
