@@ -35,6 +35,7 @@ async def store(
     if request.param == "memory":
         yield MemoryVerifyStore()
         return
+    request.applymarker(pytest.mark.redis)
     client = redis.Redis.from_url(redis_url)
     try:
         yield RedisVerifyStore(client, prefix=redis_prefix)
