@@ -33,14 +33,13 @@ async def _delete_prefix(client: Any, prefix: str) -> None:
         await client.delete(*keys)
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
 async def backend(
     request: pytest.FixtureRequest, redis_url: str, redis_prefix: str
 ) -> AsyncIterator[Backend]:
     if request.param == "memory":
         yield Backend("memory", MemoryVerifyStore(), MemoryStore())
         return
-    request.applymarker(pytest.mark.redis)
     # a blocking pool: 150 concurrent checks queue for 32 connections instead of failing
     pool = redis.BlockingConnectionPool.from_url(redis_url, max_connections=32, timeout=20)
     client = redis.Redis(connection_pool=pool)

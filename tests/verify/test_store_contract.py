@@ -28,14 +28,13 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
 async def store(
     request: pytest.FixtureRequest, redis_url: str, redis_prefix: str
 ) -> AsyncIterator[VerifyStore]:
     if request.param == "memory":
         yield MemoryVerifyStore()
         return
-    request.applymarker(pytest.mark.redis)
     client = redis.Redis.from_url(redis_url)
     try:
         yield RedisVerifyStore(client, prefix=redis_prefix)
