@@ -97,6 +97,7 @@ class AiohttpTransport:
     )
 
     isolate = False  # aiohttp cleans up after native cancellation itself
+    own_deadline = False
     asyncio_only = True
     watches_writes = True  # it marks the moment a request starts to go out
 

@@ -21,6 +21,7 @@ import ssl
 import uuid
 import warnings
 from asyncio import _get_running_loop as _asyncio_running_loop
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -157,9 +158,15 @@ def _check_deadline(deadline: object, timeout: httpx.Timeout) -> float | None:
     return float(deadline)
 
 
+def _loop_time() -> float:
+    """``anyio.current_time()``: the running asyncio loop's clock read directly (no sniffio)."""
+    loop = _asyncio_running_loop()
+    return loop.time() if loop is not None else anyio.current_time()
+
+
 def _left(end: float | None) -> float | None:
     """Seconds left until ``end`` (event-loop clock), never negative."""
-    return None if end is None else max(0.0, end - anyio.current_time())
+    return None if end is None else max(0.0, end - _loop_time())
 
 
 async def _close_elsewhere(home: object, wire: Transport) -> None:
@@ -241,9 +248,9 @@ async def _settle(operation: Awaitable[None], number: str) -> None:
             logger.warning("idempotency key for %s not settled: %s", mask_mobile(number), exc)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)  # not frozen: a frozen __init__ costs ~1 µs more per send
 class _Outgoing:
-    """One validated message, as it goes out.
+    """One validated message, as it goes out (never changed once built).
 
     :ivar text: what is sent as ``content``: the message, or the ``|``-joined variables.
     :ivar limiter_text: what the limiter's identical-content rules compare.
@@ -308,7 +315,8 @@ class _BaseClient:
     ``_retry``, ``_backend`` and calls :meth:`_setup_limiter` and :meth:`_setup_wire`.
     """
 
-    #: The answer field that carries the accepted message's id (fact sheet §7).
+    #: The answer field that carries the accepted message's id: ``smsid``, or the sibling
+    #: product's own (``ismsid``, ``voiceid``; README "The provider's other products").
     _id_field: str = "smsid"
 
     _format: Literal["json", "xml"]
@@ -329,7 +337,7 @@ class _BaseClient:
             limiter = Limiter(rules, clock=self._clock)
         self._limiter: Limiter | None = limiter
         self._write_spacing = _write_spacing(limiter)
-        self._last_write: dict[str, float] = {}
+        self._last_write: OrderedDict[str, float] = OrderedDict()
 
     def _setup_wire(
         self,
@@ -493,7 +501,7 @@ class _BaseClient:
 
     def _call_end(self) -> float | None:
         """When this call's deadline ends, on the event loop's clock (``None``: never)."""
-        return None if self._deadline is None else anyio.current_time() + self._deadline
+        return None if self._deadline is None else _loop_time() + self._deadline
 
     async def _exchange(
         self, url: str, body: Callable[[], bytes], progress: CallProgress, *, idempotent: bool
@@ -531,7 +539,7 @@ class _BaseClient:
         """Another attempt is allowed and its backoff still ends before the deadline."""
         if attempt >= self._retry.max_attempts:
             return False
-        return end is None or anyio.current_time() + self._retry.backoff < end
+        return end is None or _loop_time() + self._retry.backoff < end
 
     async def _post_once(
         self,
@@ -630,6 +638,8 @@ class _BaseClient:
         self, out: _Outgoing, on_wire: Callable[[], None] | None, key: str | None
     ) -> SendResult:
         span = self._span("Submit", out.number, out.segments)
+        if span is NO_SPAN and key is None:  # no telemetry: nothing to record or report
+            return await self._submit(out, on_wire, CallProgress())
         with span:
             token = _SPAN.set(span)
             try:
@@ -662,7 +672,7 @@ class _BaseClient:
         if self._write_spacing is not None and self._wire.watches_writes:
             numbers = out.numbers or (out.number,)
             then = progress.gate  # e.g. an idempotency key's "sending" mark, after the spacing
-            progress.gate = lambda: self._space_writes(numbers, then)
+            progress.gate = lambda: self._space_writes(numbers, then, progress.end)
         try:
             sent_at, status, data = await self._write(out, on_wire, progress)
         except DeliveryUnknownError as exc:
@@ -708,13 +718,41 @@ class _BaseClient:
         return taken
 
     async def _space_writes(
-        self, numbers: tuple[str, ...], then: Callable[[], Awaitable[None]] | None = None
+        self,
+        numbers: tuple[str, ...],
+        then: Callable[[], Awaitable[None]] | None = None,
+        end: float | None = None,
     ) -> None:
-        """:meth:`_space_write` for each number of a send, then the next gate if any."""
+        """:meth:`_space_write` for each number of a send, then the next gate if any;
+        a wait (a spacing, the next gate) within ``end`` (event-loop clock) when given.
+
+        :raises WireError: ``deadline`` (not written) when the waits pass ``end``.
+        """
+        if end is not None and (then is not None or self._must_wait(numbers)):
+            with anyio.CancelScope(deadline=end):
+                await self._pass_gate(numbers, then)
+                return
+            raise WireError("deadline", written=False, detail="waiting to write")
+        await self._pass_gate(numbers, then)
+
+    async def _pass_gate(
+        self, numbers: tuple[str, ...], then: Callable[[], Awaitable[None]] | None
+    ) -> None:
         for number in numbers:
             await self._space_write(number)
         if then is not None:
             await then()
+
+    def _must_wait(self, numbers: tuple[str, ...]) -> bool:
+        """Whether a number of the send went out less than the write spacing ago."""
+        spacing, last_write = self._write_spacing, self._last_write
+        assert spacing is not None
+        now = self._clock.time()
+        for number in numbers:
+            last = last_write.get(number)
+            if last is not None and last + spacing > now:
+                return True
+        return False
 
     async def _space_write(self, number: str) -> None:
         """Keep one number's requests at least the per-second spacing apart *as written*.
@@ -731,10 +769,15 @@ class _BaseClient:
         if last is not None and last + spacing > now:
             await clock.sleep(last + spacing - now)
             now = clock.time()
-        if len(last_write) >= 4096:  # bounded: forget numbers whose spacing has passed
-            for stale in [n for n, t in last_write.items() if t + spacing <= now]:
-                del last_write[stale]
+        # Kept in write order (oldest first): forget the numbers whose spacing has passed,
+        # each once, so the work per write stays constant however many numbers are recent.
         last_write[number] = now
+        last_write.move_to_end(number)
+        while True:
+            oldest = next(iter(last_write))
+            if last_write[oldest] + spacing > now:
+                break
+            del last_write[oldest]
 
     async def _write(
         self, out: _Outgoing, on_wire: Callable[[], None] | None, progress: CallProgress
@@ -782,7 +825,8 @@ class _BaseClient:
                         )
                     else:
                         await reservation.refund()
-            logger.debug("rejected for %s: %s", mask_mobile(number), exc.code)
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("rejected for %s: %s", mask_mobile(number), exc.code)
             raise
         except ProtocolError as exc:
             logger.warning("outcome unknown for %s: %s", mask_mobile(number), exc.reason)
@@ -790,7 +834,8 @@ class _BaseClient:
         except Exception as exc:  # a parser bug must never read as "not sent"
             logger.warning("outcome unknown for %s: unexpected answer", mask_mobile(number))
             raise _unknown("unexpected_answer", number, out.text, sent_at, repr(exc)[:200]) from exc
-        logger.debug("accepted for %s: smsid %s", mask_mobile(number), smsid)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("accepted for %s: smsid %s", mask_mobile(number), smsid)
         return SendResult(
             smsid=smsid,
             segments=out.segments,

@@ -17,12 +17,13 @@ their own fields after it: ``stime`` (marketing), ``templateid`` (voice notifica
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 from urllib.parse import quote_plus
 
 from ._signing import Signer
 
-__all__ = ["Forms", "ProductForms", "form_quote"]
+__all__ = ["Forms", "ProductForms", "form_quote", "pure_form_quote"]
 
 
 class _QuotedChars(dict[str, str]):
@@ -41,13 +42,54 @@ class _QuotedChars(dict[str, str]):
 _quoted_char = _QuotedChars().__getitem__
 
 
-def form_quote(text: str) -> str:
+def pure_form_quote(text: str) -> str:
     """``urllib.parse.quote_plus(text)``, byte for byte, about twice as fast on Chinese text.
 
     UTF-8 encodes each character on its own, so quoting character by character
     (each looked up once, then cached) gives the same string as quoting the bytes.
     """
     return "".join(map(_quoted_char, text))
+
+
+#: The characters yarl's query quoter leaves as they are and ``quote_plus`` does not.
+_YARL_KEPT = "!$'()*,"
+_YARL_FIX = str.maketrans({char: quote_plus(char) for char in _YARL_KEPT})
+_SAMPLE = "您的验证码是：1234。 a+b&c=d%e/f?g#h~i_j.k-l" + _YARL_KEPT + ":;@[]\\\x00\U0001f600"
+
+
+def _c_quoter() -> Callable[[str], str] | None:
+    """yarl's C quoter (installed with aiohttp), if importable and if it agrees with
+    ``quote_plus`` on a sample once :data:`_YARL_KEPT` is fixed up; else ``None``."""
+    try:
+        from yarl._quoting_c import _Quoter  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:  # pragma: no cover - depends on the environment
+        return None
+    try:
+        quote: Callable[[str], str] = _Quoter(qs=True, requote=False)
+        if quote(_SAMPLE).translate(_YARL_FIX) != quote_plus(_SAMPLE):
+            return None  # pragma: no cover - a yarl that quotes otherwise
+    except Exception:  # pragma: no cover - a yarl whose private quoter changed
+        return None
+    return quote
+
+
+_C_QUOTE = _c_quoter()
+
+
+def _fast_form_quote(text: str) -> str:
+    if not text.isascii():
+        text.encode()  # a lone surrogate raises UnicodeEncodeError, as quote_plus (yarl drops it)
+    assert _C_QUOTE is not None
+    quoted = _C_QUOTE(text)
+    for char in _YARL_KEPT:  # on the (shorter) input: each is in the output iff in the input
+        if char in text:
+            return quoted.translate(_YARL_FIX)
+    return quoted
+
+
+#: ``urllib.parse.quote_plus(text)``, byte for byte: yarl's C quoter (about 4x faster
+#: than :func:`pure_form_quote` on Chinese text) when importable, else the pure one.
+form_quote: Callable[[str], str] = pure_form_quote if _C_QUOTE is None else _fast_form_quote
 
 
 class Forms:
@@ -104,10 +146,13 @@ class Forms:
 
 
 class ProductForms(Forms):
-    """The forms of a sibling product (fact sheet §7): :class:`Forms` with ``mobile``
-    quoted and further fields (already encoded, e.g. ``&stime=...``) before ``format``.
+    """The forms of a sibling product (the provider's interface documents of international
+    SMS, voice and marketing SMS; README "The provider's other products"): :class:`Forms`
+    with ``mobile`` quoted and further fields (already encoded, e.g. ``&stime=...``)
+    before ``format``.
 
-    The dynamic password covers ``mobile`` as sent, before quoting (§2).
+    The dynamic password covers ``mobile`` as sent, before quoting (the provider's
+    "dynamic password" rule, as for Submit).
     """
 
     __slots__ = ()

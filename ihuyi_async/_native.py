@@ -18,7 +18,12 @@ into :class:`WireError` here:
   reset, a read timeout, a malformed answer (a server close racing the write
   is therefore "maybe sent", never "not sent").
 
-Deadline and cancellation come from :func:`~._transport.post_within`; every
+The call's deadline is enforced here (``own_deadline``: ``progress.end``, set by
+:func:`~._transport.post_within`): while the answer is awaited, by the one timer each
+connection keeps for its read timeout (armed lazily: a timer due no later than the
+new due date is kept and re-armed when it fires, so a send on a warm connection
+schedules no timer at all); while a connection or a gate is awaited (rare: a new
+connection, a full pool, a write spacing wait), by an anyio cancel scope. Every
 cleanup here is synchronous (no ``await`` in ``finally``), so any asyncio
 cancellation style (``Task.cancel``, :func:`asyncio.timeout`, anyio scopes,
 task groups) leaves the pool consistent: a connection interrupted mid-answer
@@ -32,7 +37,8 @@ import collections
 import select
 import ssl
 import zlib
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import anyio
@@ -41,6 +47,12 @@ from ._transport import FORM_HEADERS, CallProgress, WireError
 from ._transport import oversized_error as _oversized
 
 __all__ = ["NativeTransport", "ssl_context"]
+
+_T = TypeVar("_T")
+#: Seconds at the write gate after which a pooled connection is checked again before the write.
+_RECHECK_AFTER = 0.001
+#: ``select.poll`` (not on Windows): cheaper than ``select.select`` for one descriptor.
+_HAS_POLL = hasattr(select, "poll")
 
 _USER_AGENT = b"ihuyi-async"
 _ACCEPT = FORM_HEADERS["Accept"].encode("ascii")
@@ -94,6 +106,8 @@ class _Connection(asyncio.Protocol):
         "_max_bytes",
         "_read_timeout",
         "_timer",
+        "_timer_at",
+        "_end",
         "_last_read",
         "_loop",
         "transport",
@@ -109,6 +123,7 @@ class _Connection(asyncio.Protocol):
         "_until_eof",
         "_headers_done",
         "_fd",
+        "_poll",
     )
 
     def __init__(self, httptools: Any, max_bytes: int, read_timeout: float | None) -> None:
@@ -116,6 +131,8 @@ class _Connection(asyncio.Protocol):
         self._max_bytes = max_bytes
         self._read_timeout = read_timeout
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._end: float | None = None  # the call's deadline (loop clock)
         self._last_read = 0.0
         self._loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
@@ -131,6 +148,7 @@ class _Connection(asyncio.Protocol):
         self._until_eof = False
         self._headers_done = False
         self._fd = -1
+        self._poll: Any = None  # a select.poll on the socket, where the platform has one
 
     # ------------------------------------------------------------ protocol events
 
@@ -138,6 +156,9 @@ class _Connection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]  # uvloop's is no asyncio.Transport subclass
         sock = transport.get_extra_info("socket")
         self._fd = sock.fileno() if sock is not None else -1
+        if self._fd >= 0 and _HAS_POLL:
+            self._poll = select.poll()  # holds no descriptor of its own: nothing to close
+            self._poll.register(self._fd, select.POLLIN)
 
     def data_received(self, data: bytes) -> None:
         waiter = self.waiter
@@ -197,7 +218,8 @@ class _Connection(asyncio.Protocol):
         waiter = self.waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
-        self._cancel_timer()
+        # The timer stays armed: the next send on this connection reuses it (it stops
+        # by itself when it fires with no answer awaited).
 
     # ------------------------------------------------------------ helpers
 
@@ -219,16 +241,42 @@ class _Connection(asyncio.Protocol):
             self._timer.cancel()
             self._timer = None
 
+    def _due(self) -> float | None:
+        """When the awaited answer fails: the read timeout after the last read, or the deadline."""
+        due = self._end
+        if self._read_timeout is not None:
+            read_due = self._last_read + self._read_timeout
+            if due is None or read_due < due:
+                due = read_due
+        return due
+
+    def _arm(self, due: float) -> None:
+        """Have the timer fire at ``due`` or earlier (an earlier one re-arms when it fires)."""
+        timer = self._timer
+        if timer is not None:
+            if self._timer_at <= due:
+                return
+            timer.cancel()
+        self._timer_at = due
+        self._timer = self._loop.call_at(due, self._on_timer)
+
     def _on_timer(self) -> None:
         self._timer = None
         waiter = self.waiter
-        if waiter is None or waiter.done() or self._read_timeout is None:
+        if waiter is None or waiter.done():
+            return  # idle: the timer stops until the next send
+        now = self._loop.time()
+        end = self._end
+        if end is not None and now >= end:
+            self._fail(_Failed("deadline", "no complete answer within the deadline"))
             return
-        due = self._last_read + self._read_timeout
-        if self._loop.time() >= due:
-            self._fail(_Failed("read_timeout", f"no data for {self._read_timeout:g} s"))
-        else:
-            self._timer = self._loop.call_at(due, self._on_timer)
+        read_timeout = self._read_timeout
+        if read_timeout is not None and now >= self._last_read + read_timeout:
+            self._fail(_Failed("read_timeout", f"no data for {read_timeout:g} s"))
+            return
+        due = self._due()
+        if due is not None:
+            self._arm(due)
 
     def usable(self, now: float, expiry: float | None) -> bool:
         """Still open, quiet and within the keep-alive expiry (checked before reuse)."""
@@ -239,6 +287,8 @@ class _Connection(asyncio.Protocol):
             return False
         if self._fd >= 0:  # a close (or stray bytes) the loop has not delivered yet
             try:
+                if self._poll is not None:  # readable, hung up or failed: not reused
+                    return not self._poll.poll(0)
                 readable, _, _ = select.select((self._fd,), (), (), 0)
             except (OSError, ValueError):
                 return False
@@ -246,8 +296,9 @@ class _Connection(asyncio.Protocol):
                 return False
         return True
 
-    def send(self, request: bytes) -> asyncio.Future[None]:
-        """Hand the request to the socket and return the future of its answer."""
+    def send(self, request: bytes, end: float | None) -> asyncio.Future[None]:
+        """Hand the request to the socket and return the future of its answer (failed with
+        ``read_timeout`` or ``deadline`` by the connection's timer)."""
         assert self.transport is not None
         self.status = 0
         self.chunks = []
@@ -261,9 +312,12 @@ class _Connection(asyncio.Protocol):
             waiter.set_exception(_Failed("disconnected", "closed before the request went out"))
             return waiter
         self.transport.write(request)
-        if self._read_timeout is not None:
+        self._end = end
+        if end is not None or self._read_timeout is not None:
             self._last_read = self._loop.time()
-            self._timer = self._loop.call_at(self._last_read + self._read_timeout, self._on_timer)
+            due = self._due()
+            assert due is not None
+            self._arm(due)
         return waiter
 
     def body(self) -> bytes:
@@ -320,6 +374,7 @@ class NativeTransport:
     )
 
     isolate = False  # cleans up synchronously after any cancellation
+    own_deadline = True  # progress.end, on the connection's timer (see the module docs)
     asyncio_only = True
     watches_writes = True  # it marks the moment a request starts to go out
 
@@ -350,25 +405,31 @@ class NativeTransport:
     # ------------------------------------------------------------ the call
 
     async def post(self, url: str, body: bytes, progress: CallProgress) -> tuple[int, bytes]:
-        target = self._urls.get(url) or self._target(url)
-        origin, head = target
-        conn = await self._acquire(origin)
+        origin, head = self._urls.get(url) or self._target(url)
+        end = progress.end
+        conn = self._idle(origin)
+        if conn is None:
+            conn = await self._until(self._acquire(origin), end)
         gate = progress.gate
         if gate is not None:
             progress.gate = None
+            checked = self._now()
             try:
-                await gate()
+                await gate()  # it keeps its own waits within progress.end (the client's do)
             except BaseException:
                 self._release(origin, conn)  # nothing written: the connection is as it was
                 raise
-            if not conn.usable(self._now(), None):  # closed while we waited at the gate
+            # Closed while we waited at the gate? Checked again only after a real wait: within
+            # a millisecond of the check, a second one cannot narrow the race it leaves open.
+            now = self._now()
+            if now - checked > _RECHECK_AFTER and not conn.usable(now, None):
                 self._discard(origin, conn)
-                conn = await self._acquire(origin)
+                conn = await self._until(self._acquire(origin), end)
         ok = False
         try:
             request = head + str(len(body)).encode("ascii") + b"\r\n\r\n" + body
             progress.written = True  # the same step hands the bytes to the socket
-            waiter = conn.send(request)
+            waiter = conn.send(request, end)
             try:
                 await waiter
                 data = conn.body()
@@ -384,6 +445,18 @@ class NativeTransport:
                 self._release(origin, conn)
             else:
                 self._discard(origin, conn)
+
+    @staticmethod
+    async def _until(step: Awaitable[_T], end: float | None) -> _T:
+        """Await a step before the write (a connection, a gate) within the deadline.
+
+        :raises WireError: ``deadline``, not written.
+        """
+        if end is None:
+            return await step
+        with anyio.CancelScope(deadline=end):
+            return await step
+        raise WireError("deadline", written=False, detail="no complete answer within the deadline")
 
     def _now(self) -> float:
         loop = self._loop
@@ -417,14 +490,24 @@ class NativeTransport:
 
     # ------------------------------------------------------------ the pool
 
-    async def _acquire(self, origin: _Origin) -> _Connection:
-        now = self._now()
+    def _idle(self, origin: _Origin) -> _Connection | None:
+        """The warmest idle connection still usable (LIFO: the others may expire), or ``None``."""
         idle = origin.idle
+        if not idle:
+            return None
+        now = self._now()
         while idle:
-            conn = idle.pop()  # LIFO: the warmest connection, the others may expire
+            conn = idle.pop()
             if conn.usable(now, self._expiry):
                 return conn
             self._discard(origin, conn)
+        return None
+
+    async def _acquire(self, origin: _Origin) -> _Connection:
+        self._now()  # binds self._loop
+        conn = self._idle(origin)
+        if conn is not None:
+            return conn
         if self._limit and origin.count >= self._limit:
             handed = await self._wait(origin)
             if handed is not None:

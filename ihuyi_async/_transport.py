@@ -18,7 +18,9 @@ handed over); a failure, the deadline or a cancellation before that mark
 provably sent nothing, whatever the exception says.
 
 :func:`post_within` also owns the call's **deadline** (an anyio cancel scope, so
-one mechanism for both backends and for trio) and, on asyncio, shields the
+one mechanism for both backends and for trio; :func:`asyncio.timeout` where it is
+cheaper; the native backend enforces it itself, on the timer it already keeps for the
+read timeout: ``own_deadline``) and, on asyncio, shields the
 httpx backend from native cancellation: httpcore 1.0 leaves a pooled connection
 stuck when ``Task.cancel()`` lands inside its cleanup (encode/httpcore#1093), so
 the request runs in a child task that is only ever cancelled through an anyio
@@ -83,14 +85,18 @@ class CallProgress:
 
     :ivar written: the request may have started to go out (sticky across retries).
     :ivar gate: awaited once, right before the request starts to go out (a connection
-        is in hand, nothing written): the client's per-number write spacing.
+        is in hand, nothing written): the client's per-number write spacing. With
+        ``end`` set, it keeps its waits within it (``WireError("deadline")``, not written).
+    :ivar end: the call's deadline on the event loop's clock, for a backend that
+        enforces it itself (``own_deadline``); set by :func:`post_within`.
     """
 
-    __slots__ = ("gate", "written")
+    __slots__ = ("end", "gate", "written")
 
     def __init__(self, written: bool = False, gate: Callable[[], Awaitable[None]] | None = None) -> None:
         self.written = written
         self.gate = gate
+        self.end: float | None = None
 
     async def writing(self) -> None:
         """The backend is about to write the request: pass the gate, then mark it written."""
@@ -112,6 +118,10 @@ class Transport(Protocol):
     isolate: bool
     #: the backend runs on asyncio only (the client refuses it on trio before anything).
     asyncio_only: bool
+    #: on asyncio, the backend ends the call at ``progress.end`` itself, raising
+    #: ``WireError("deadline")`` (written as far as it got), and cleans up synchronously
+    #: after any cancellation: :func:`post_within` then adds no timeout of its own.
+    own_deadline: bool
 
     @property
     def watches_writes(self) -> bool:
@@ -163,7 +173,11 @@ async def post_within(
     (the caller reads ``progress.written``).
     """
     try:
-        if _get_running_loop() is not None:
+        loop = _get_running_loop()
+        if loop is not None:
+            if wire.own_deadline:
+                progress.end = None if deadline is None else loop.time() + deadline
+                return await wire.post(url, body, progress)
             if wire.isolate:
                 scope = anyio.CancelScope(
                     deadline=math.inf if deadline is None else anyio.current_time() + deadline
@@ -433,6 +447,7 @@ class HttpxTransport:
 
     isolate = True
     asyncio_only = False
+    own_deadline = False
 
     def __init__(
         self, client: httpx.AsyncClient, *, owned: bool, max_bytes: int, traced: bool = False

@@ -13,7 +13,7 @@ from typing import Literal
 
 SUBMIT_OK = b'{"code":2,"msg":"\xe6\x8f\x90\xe4\xba\xa4\xe6\x88\x90\xe5\x8a\x9f","smsid":"16842079209571524017"}'
 
-Mode = Literal["ok", "close_after_read", "ok_then_close"]
+Mode = Literal["ok", "close_after_read", "ok_then_close", "hang"]
 
 
 class PlainServer:
@@ -67,6 +67,9 @@ class PlainServer:
                 self.seen += 1
                 if self.mode == "close_after_read":
                     writer.transport.abort()
+                    return
+                if self.mode == "hang":  # never answers: reads on until the client gives up
+                    await reader.read()
                     return
                 writer.write(
                     b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
