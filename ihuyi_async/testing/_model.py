@@ -27,7 +27,7 @@ Where the provider's documents are silent the emulator guesses, and says so here
   4085 is checked before 4082 so a sixth verification message answers 4085.
   408 puts the number on :attr:`Emulator.blacklist` (4030 afterwards).
 * **Verification messages** (for 4085 and :meth:`Emulator.last_code_for`):
-  content holding a standalone run of 4 to 8 digits *and* one of the words
+  content holding a standalone run of 4 to 10 digits *and* one of the words
   验证码, 校验码, 动态码, 确认码, 激活码 or ``code`` (any case). The trial
   template qualifies.
 * **Strict templates** (``strict_templates=True``): full-content sends must
@@ -369,7 +369,8 @@ class ProviderModel:
 
     def changed(self) -> None:
         """Tell the listeners that something changed (the model calls it itself; call it
-        after changing what it cannot see, e.g. :attr:`Emulator.faults`)."""
+        after changing what it cannot see, e.g. the emulator's ``faults``, a
+        :class:`~ihuyi_async.testing.FaultPlan`)."""
         with self._lock:
             listeners = list(self._listeners)
         for listener in listeners:
@@ -428,7 +429,7 @@ class ProviderModel:
     def last_code_for(self, mobile: str) -> str:
         """The verification code of the last verification message sent to ``mobile``.
 
-        The code is the first run of 4 to 8 digits after the verification keyword.
+        The code is the first run of 4 to 10 digits after the verification keyword.
 
         :raises LookupError: no verification message was accepted for that number.
         """

@@ -54,7 +54,7 @@ _ONE_MESSAGE = 70
 _PER_SEGMENT = 67
 _EMOJI_ONLY = frozenset("\ufe0f\u20e3")
 _ASCII_DIGITS = frozenset("0123456789")
-_CODE = re.compile(r"(?<![0-9])([0-9]{4,8})(?![0-9])")
+_CODE = re.compile(r"(?<![0-9])([0-9]{4,10})(?![0-9])")
 _KEYWORDS = ("验证码", "校验码", "动态码", "确认码", "激活码", "code")
 
 
@@ -135,7 +135,7 @@ def is_verification(content: str) -> bool:
 
 
 def extract_code(content: str) -> str | None:
-    """The first run of 4 to 8 digits after the first verification keyword (or anywhere)."""
+    """The first run of 4 to 10 digits after the first verification keyword (or anywhere)."""
     lowered = content.lower()
     for word in _KEYWORDS:
         index = lowered.find(word)

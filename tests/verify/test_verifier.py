@@ -97,12 +97,6 @@ async def test_the_marker_configures_the_fixture(
     assert message.template_id is None and message.verification
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=LookupError,
-    reason="the emulator reads codes of 4-8 digits (ihuyi_async/testing/_rules.py _CODE); "
-    "Verifier allows 10 with content=",
-)
 async def test_last_code_for_reads_a_ten_digit_code(
     ihuyi_client: IhuyiClient, ihuyi_emulator: Emulator
 ) -> None:
