@@ -15,13 +15,16 @@ one problem a line on stderr, when
   ``:raises ~ihuyi_async.X:`` for an exception of another package), or a dotted
   ``ihuyi_async.x`` path that names nothing public;
 * a field list item rendered with a colon in its name, or a field left as text (``:raises X:``
-  in the middle of a line, where neither pdoc nor Sphinx reads it).
+  in the middle of a line, where neither pdoc nor Sphinx reads it);
+* a link between the pages leads to no page or no anchor.
 
 Through the template in ``.ci/pdoc-templates``, docstrings are prepared for pdoc: a role
 renders as pdoc renders backticks (``:class:`~x.Y``` shows ``x.Y``; pdoc would print the
 ``~``), a ``:raises:`` field's exceptions become links, ``:ivar:`` fields an "Attributes"
 list (pdoc leaves them as text), and a field's text moves to its own line (pdoc would read
-``:param x: a (default: b)`` as a field named ``x: a (default``).
+``:param x: a (default: b)`` as a field named ``x: a (default``). A class also lists the
+members it inherits from a private base of the package (pdoc drops members of bases outside
+the documentation: ``IhuyiClient.balance`` would be missing).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import pdoc
 import pdoc.doc
 import pdoc.render
@@ -203,16 +207,66 @@ class Checker:
         return rendered
 
 
+def members_filter(root: str) -> Any:
+    """The ``documented_members`` filter: a class's own members, then those it inherits
+    from a base in an undocumented module of ``root`` (pdoc would drop them)."""
+
+    @jinja2.pass_context
+    def documented_members(context: Any, cls: pdoc.doc.Class) -> list[pdoc.doc.Doc[Any]]:
+        members = list(cls.own_members)
+        names = {m.name for m in members}
+        for (module, _), inherited in cls.inherited_members.items():
+            if module.split(".")[0] == root and module not in context["all_modules"]:
+                members += [m for m in inherited if m.name not in names]
+                names |= {m.name for m in inherited}
+        return members
+
+    return documented_members
+
+
+class _Anchors(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.ids: set[str] = set()
+        self.hrefs: set[str] = set()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for name, value in attrs:
+            if name == "id" and value:
+                self.ids.add(value)
+            elif name == "href" and value and tag == "a":
+                self.hrefs.add(value)
+
+
+def dead_links(out: Path) -> list[str]:
+    """Links between the pages in ``out`` whose page or anchor does not exist."""
+    pages: dict[Path, _Anchors] = {}
+    for page in sorted(out.rglob("*.html")):
+        pages[page.resolve()] = anchors = _Anchors()
+        anchors.feed(page.read_text(encoding="utf-8"))
+    problems = []
+    for page, anchors in pages.items():
+        for href in sorted(anchors.hrefs):
+            path, _, fragment = href.partition("#")
+            if re.match(r"[a-z]+:", path):
+                continue  # another site
+            target = (page.parent / path).resolve() if path else page
+            if target.suffix == ".html" and (target not in pages or fragment and fragment not in pages[target].ids):
+                problems.append(f"{page.relative_to(out.resolve())}: dead link {href}")
+    return problems
+
+
 def build(modules: list[str], out: Path) -> tuple[list[str], int]:
     """Render ``modules`` into ``out``; return the problems found and the references checked."""
     checker = Checker(root=modules[0].split(".")[0])
     pdoc.render.configure(docformat="restructuredtext", template_directory=TEMPLATES)
     pdoc.render.env.filters["prepare_rst"] = prepare_rst
     pdoc.render.env.filters["check_references"] = checker
+    pdoc.render.env.filters["documented_members"] = members_filter(checker.root)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         pdoc.pdoc(*modules, output_directory=out)
-    problems = [f"pdoc warning: {w.message}" for w in caught] + checker.problems
+    problems = [f"pdoc warning: {w.message}" for w in caught] + checker.problems + dead_links(out)
     return problems, checker.checked
 
 

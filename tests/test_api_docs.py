@@ -3,11 +3,14 @@ on cross-references that do not resolve; these tests run it as CI does."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / ".ci" / "api_docs.py"
@@ -39,6 +42,10 @@ def test_the_api_reference_builds_without_warnings_or_broken_references(tmp_path
     top = (tmp_path / "ihuyi_async.html").read_text()
     assert 'id="SendResult"' in top and 'id="IhuyiClient.send"' in top
     assert 'id="_publish"' not in top and "ihuyi_async._models" not in top
+    # members a public class inherits from a private base are documented on it
+    assert 'id="IhuyiClient.balance"' in top and 'id="IhuyiClient.aclose"' in top
+    assert 'id="MarketingSmsClient.balance"' in top
+    assert 'id="ApiError.with_traceback"' not in top  # but not those of builtins
     # a string annotation of a re-exported class, resolved where the class is defined
     assert '<span class="name">sent_at</span><span class="annotation">: datetime.datetime</span>' in top
     # :class:`~ihuyi_async.SendResult` renders as a link, without the "~" pdoc would keep
@@ -106,3 +113,22 @@ def test_the_build_fails_on_warnings_and_broken_references(tmp_path: Path) -> No
     assert "<li><strong>at</strong>: \nwhen (default: now)." in page and "field rendered" not in text
     # :ivar: fields become an Attributes list (pdoc alone leaves them as plain text)
     assert '<h6 id="attributes">Attributes</h6>' in page and "<li><strong>when</strong>: a " in page
+
+
+def test_dead_links_between_pages_are_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = importlib.util.spec_from_file_location("api_docs", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    api_docs = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "api_docs", api_docs)
+    spec.loader.exec_module(api_docs)
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg.html").write_text(
+        '<a href="#A">A</a><a href="#gone">x</a><a href="pkg/sub.html#B">B</a><a href="pkg/sub.html#C">C</a>'
+        '<a href="https://pdoc.dev/#x">pdoc</a><section id="A"></section>'
+    )
+    (tmp_path / "pkg" / "sub.html").write_text('<a href="../pkg.html#A">A</a><a href="../nope.html">n</a><p id="B">')
+    assert sorted(api_docs.dead_links(tmp_path)) == [
+        "pkg.html: dead link #gone",
+        "pkg.html: dead link pkg/sub.html#C",
+        "pkg/sub.html: dead link ../nope.html",
+    ]
