@@ -42,7 +42,11 @@ def _bind_annotations(cls: type, home: str) -> None:
     own = inspect.get_annotations(cls)  # this class's own, unevaluated
     if not any(isinstance(t, str) for t in own.values()):
         return
-    cls.__annotations__ = {
-        attr: ForwardRef(t, is_argument=False, module=home, is_class=True) if isinstance(t, str) else t
-        for attr, t in own.items()
-    }
+    cls.__annotations__ = {attr: _forward(t, home) if isinstance(t, str) else t for attr, t in own.items()}
+
+
+def _forward(text: str, home: str) -> ForwardRef:
+    try:  # is_class: ClassVar[...] is allowed, as in a class body
+        return ForwardRef(text, is_argument=False, module=home, is_class=True)
+    except TypeError:  # pragma: no cover - Python 3.10.0 has no is_class
+        return ForwardRef(text, is_argument=False, module=home)
