@@ -260,9 +260,13 @@ class IhuyiClient(_BaseClient):
         on_wire: Callable[[], None] | None,
         idempotency_key: str | None = None,
     ) -> SendResult:
-        kind = check_kind(kind)
-        number = normalize_mobile(mobile)
-        validate_content(content, max_length=self._flavour.max_content, mobile=number)
+        try:
+            kind = check_kind(kind)
+            number = normalize_mobile(mobile)
+            validate_content(content, max_length=self._flavour.max_content, mobile=number)
+        except Exception as exc:  # refused locally: still a span and a count (telemetry on)
+            self._invalid("Submit", exc)
+            raise
         segments = count_segments(content, self._signature)
         out = _Outgoing(number, content, content, segments, kind)
         return await self._dispatch(out, on_wire, idempotency_key)
@@ -295,17 +299,21 @@ class IhuyiClient(_BaseClient):
         on_wire: Callable[[], None] | None,
         idempotency_key: str | None = None,
     ) -> SendResult:
-        kind = check_kind(kind)
-        if not self._flavour.templates:
-            raise UnsupportedOperationError(
-                "the legacy flavour has no template mode: use IhuyiClient(flavour='json') "
-                "or send the full text with send()"
-            )
-        if isinstance(template_id, bool) or not isinstance(template_id, int) or template_id <= 0:
-            raise ValueError(f"template_id must be a positive int, not {template_id!r}")
-        number = normalize_mobile(mobile)
-        joined = join_variables(variables)  # what goes out as ``content``: "v1|v2|…"
-        validate_content(joined, max_length=self._flavour.max_content, mobile=number)
+        try:
+            kind = check_kind(kind)
+            if not self._flavour.templates:
+                raise UnsupportedOperationError(
+                    "the legacy flavour has no template mode: use IhuyiClient(flavour='json') "
+                    "or send the full text with send()"
+                )
+            if isinstance(template_id, bool) or not isinstance(template_id, int) or template_id <= 0:
+                raise ValueError(f"template_id must be a positive int, not {template_id!r}")
+            number = normalize_mobile(mobile)
+            joined = join_variables(variables)  # what goes out as ``content``: "v1|v2|…"
+            validate_content(joined, max_length=self._flavour.max_content, mobile=number)
+        except Exception as exc:  # refused locally: still a span and a count (telemetry on)
+            self._invalid("Submit", exc)
+            raise
         template = self._templates.get(template_id)
         segments = None
         if template is not None:

@@ -42,7 +42,6 @@ from ._exceptions import (
     IdempotencyInProgressError,
     IdempotencyKeyReuseError,
     IhuyiError,
-    LocalRateLimitError,
     ProtocolError,
     TransportError,
 )
@@ -279,19 +278,8 @@ _SPAN: ContextVar[CallSpan | None] = ContextVar("ihuyi_call_span", default=None)
 
 
 def _report(span: CallSpan, exc: BaseException) -> None:
-    """How a failed call ended, for its span and metrics."""
-    if isinstance(exc, LocalRateLimitError):
-        span.refused(exc.rule, exc.code)
-    elif isinstance(exc, ApiError):
-        span.outcome("refused" if exc.local else "rejected", exc.code, type(exc).__name__)
-    elif isinstance(exc, TransportError):
-        span.outcome("not_sent", None, type(exc).__name__)
-    elif isinstance(exc, DeliveryUnknownError):
-        span.outcome("unknown", None, exc.reason)
-    elif isinstance(exc, IhuyiError | ValueError | TypeError):
-        span.outcome("refused", None, type(exc).__name__)
-    else:  # a cancellation, or something unexpected: the outcome is not known here
-        span.outcome("unknown", None, type(exc).__name__)
+    """How a failed call ended, for its span and metrics (``_telemetry.outcome_of``)."""
+    span.failed(exc)
 
 
 def _loop_token() -> object:
@@ -484,6 +472,14 @@ class _BaseClient:
             ) from exc
         num, msg = parse_balance(data, self._format, status_code=status)
         return Balance(num=num, message=msg)
+
+    def _invalid(self, method: str, exc: BaseException) -> None:
+        """A call refused by local validation before its span opened: its span and count
+        all the same (outcome ``invalid``), without the number. Nothing when telemetry is off."""
+        span = self._span(method)
+        if span is not NO_SPAN:
+            with span:
+                span.failed(exc)
 
     def _span(self, method: str, mobile: str = "", segments: int | None = None) -> CallSpan:
         """The telemetry span of one call: the shared no-op one unless an SDK records."""

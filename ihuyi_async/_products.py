@@ -381,8 +381,12 @@ class MarketingSmsClient(_ProductClient):
         """
         key = None if idempotency_key is None else check_key(idempotency_key)
         self._enter()
-        numbers = _marketing_numbers(mobiles)
-        ready = self._prepare(content, at)
+        try:
+            numbers = _marketing_numbers(mobiles)
+            ready = self._prepare(content, at)
+        except Exception as exc:  # refused locally: still a span and a count (telemetry on)
+            self._invalid("Submit", exc)
+            raise
         chunks: list[MarketingChunk] = []
         size = self._chunk_size
         for index, start in enumerate(range(0, len(numbers), size)):
@@ -509,7 +513,11 @@ class MarketingSmsClient(_ProductClient):
         part = tuple(message.mobile.split(","))
         if len(part) == 1:  # the chunker lets bad numbers through alone, to be refused here
             position = (message.metadata or {}).get("position")
-            _marketing_numbers(part, position if isinstance(position, int) else 1)
+            try:
+                _marketing_numbers(part, position if isinstance(position, int) else 1)
+            except Exception as exc:  # refused locally: still a span and a count
+                self._invalid("Submit", exc)
+                raise
         return await self._dispatch(self._outgoing(part, ready), on_wire, key)
 
 
@@ -681,8 +689,12 @@ class InternationalSmsClient(_ProductClient):
         :raises DeliveryUnknownError: it may have been sent.
         """
         self._enter()
-        number = _international_number(mobile)
-        validate_content(content, max_length=self._product.max_content, mobile=number)
+        try:
+            number = _international_number(mobile)
+            validate_content(content, max_length=self._product.max_content, mobile=number)
+        except Exception as exc:  # refused locally: still a span and a count (telemetry on)
+            self._invalid("Submit", exc)
+            raise
         out = _Outgoing(number, content, content, count_segments(content, self._signature), None)
         return await self._send_one(out, idempotency_key)
 
@@ -733,14 +745,18 @@ class VoiceCodeClient(_ProductClient):
         """
         self._enter()
         text = str(code) if isinstance(code, int) and not isinstance(code, bool) else code
-        if not isinstance(text, str):
-            raise TypeError(f"code must be a str of digits, not {type(code).__name__}")
-        low, high = self._code_length
-        if not (text.isascii() and text.isdigit() and low <= len(text) <= high):
-            raise ValueError(
-                f"a voice code must be {low} to {high} ASCII digits, not {len(text)} characters"
-            )
-        number = normalize_mobile(mobile)
+        try:
+            if not isinstance(text, str):
+                raise TypeError(f"code must be a str of digits, not {type(code).__name__}")
+            low, high = self._code_length
+            if not (text.isascii() and text.isdigit() and low <= len(text) <= high):
+                raise ValueError(
+                    f"a voice code must be {low} to {high} ASCII digits, not {len(text)} characters"
+                )
+            number = normalize_mobile(mobile)
+        except Exception as exc:  # refused locally: still a span and a count (telemetry on)
+            self._invalid("Submit", exc)
+            raise
         out = _Outgoing(number, text, text, 1, "verification")
         return await self._send_one(out, idempotency_key)
 
@@ -809,8 +825,12 @@ class VoiceNoticeClient(_ProductClient):
     ) -> SendResult:
         """Call ``mobile`` and read ``content`` (an approved template's full text; legacy path)."""
         self._enter()
-        number = _landline_or_mobile(mobile)
-        validate_content(content, max_length=self._product.max_content, mobile=number)
+        try:
+            number = _landline_or_mobile(mobile)
+            validate_content(content, max_length=self._product.max_content, mobile=number)
+        except Exception as exc:  # refused locally: still a span and a count (telemetry on)
+            self._invalid("Submit", exc)
+            raise
         return await self._send_one(_Outgoing(number, content, content, 1, None), idempotency_key)
 
     async def send_template(
@@ -828,14 +848,18 @@ class VoiceNoticeClient(_ProductClient):
         from ._exceptions import UnsupportedOperationError
 
         self._enter()
-        if self._product.name != "voice-notice-json":
-            raise UnsupportedOperationError(
-                "template sends go through vm/Submit.json: use VoiceNoticeClient(flavour='json')"
-            )
-        if isinstance(template_id, bool) or not isinstance(template_id, int) or template_id <= 0:
-            raise ValueError(f"template_id must be a positive int, not {template_id!r}")
-        number = _landline_or_mobile(mobile)
-        wire = join_variables(variables)
-        validate_content(wire, max_length=self._product.max_content, mobile=number)
+        try:
+            if self._product.name != "voice-notice-json":
+                raise UnsupportedOperationError(
+                    "template sends go through vm/Submit.json: use VoiceNoticeClient(flavour='json')"
+                )
+            if isinstance(template_id, bool) or not isinstance(template_id, int) or template_id <= 0:
+                raise ValueError(f"template_id must be a positive int, not {template_id!r}")
+            number = _landline_or_mobile(mobile)
+            wire = join_variables(variables)
+            validate_content(wire, max_length=self._product.max_content, mobile=number)
+        except Exception as exc:  # refused locally: still a span and a count (telemetry on)
+            self._invalid("Submit", exc)
+            raise
         out = _Outgoing(number, wire, f"#{template_id}:{wire}", 1, None, template_id)
         return await self._send_one(out, idempotency_key)

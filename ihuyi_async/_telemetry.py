@@ -1,9 +1,12 @@
 """OpenTelemetry traces and metrics of every call, limiter wait and push (extra ``otel``).
 
-Depends only on ``opentelemetry-api``; without it, or with no SDK configured (the
-API's proxy providers still in place), every hook is a shared no-op object (the
-providers are looked at again at most once a second, so an SDK set up after the
-first send is picked up within a second; :func:`instrument` takes effect at once).
+Depends only on ``opentelemetry-api``. Users enable it the OpenTelemetry way, by
+setting the global providers (``trace.set_tracer_provider``,
+``metrics.set_meter_provider``); there is no public switch of our own. Without the
+API, or with no SDK configured (the API's proxy providers still in place), every hook
+is a shared no-op object (the providers are looked at again at most once a second, so
+an SDK set up after the first send is picked up within a second). :func:`instrument`
+is internal (the benchmarks give it providers that are not the global ones).
 
 **Spans** (tracer ``ihuyi_async``, kind INTERNAL, a child of the caller's current
 span and the parent of any httpx / aiohttp instrumentation's HTTP span):
@@ -11,14 +14,27 @@ span and the parent of any httpx / aiohttp instrumentation's HTTP span):
 * ``ihuyi Submit`` / ``ihuyi GetNum`` / ``ihuyi AddTemplate`` — attributes
   ``http.request.method``, ``server.address``, ``error.type`` (OpenTelemetry's
   semantic conventions) and ``ihuyi.method``, ``ihuyi.flavour``, ``ihuyi.product``,
-  ``ihuyi.mobile`` (masked), ``ihuyi.segments``, ``ihuyi.code``, ``ihuyi.outcome``
-  (``accepted`` / ``rejected`` / ``not_sent`` / ``unknown`` / ``refused``),
+  ``ihuyi.mobile`` (masked), ``ihuyi.segments``, ``ihuyi.code``, ``ihuyi.outcome``,
   ``ihuyi.smsid``, ``ihuyi.limiter.wait`` (seconds), ``ihuyi.retry.attempts``;
   events ``ihuyi.limiter.wait`` and ``ihuyi.limiter.refused`` (rule, code).
+  A call refused by local validation (a bad number, blank content, a bad argument)
+  still has its span, ended at once, with no ``ihuyi.mobile``.
 * ``ihuyi push`` — ``ihuyi.push.kind``, ``ihuyi.code``, ``ihuyi.push.duplicate``,
   ``ihuyi.push.result``.
 
-Never the content, the full number or the key.
+``ihuyi.outcome`` (the statuses of ``send_many``'s outcomes): ``accepted`` (code 2),
+``rejected`` (the provider answered another code), ``refused`` (our limiter),
+``invalid`` (local validation: nothing sent), ``not_sent`` (the transport failed
+before the request left, a shared store was unreachable, an idempotency key's first
+call is still in flight) or ``unknown`` (it may have been sent; also a cancellation).
+Every outcome but ``accepted`` sets ``error.type`` (the exception's class name, or
+:attr:`~ihuyi_async.DeliveryUnknownError.reason` for an unknown outcome) and the span
+status ERROR, as OpenTelemetry's conventions for a failed operation say; an accepted
+call leaves the status UNSET. A push whose handler failed (``failed``) or that was
+turned away (``busy``) is ERROR too, ``error.type`` being that result.
+
+Never the content, the full number or the key; no exception message (only class
+names and reasons) and no exception event.
 
 **Metrics** (meter ``ihuyi_async``; low-cardinality attributes only: no numbers, no
 smsids): counters ``ihuyi.sends`` (method, product, outcome, code),
@@ -32,6 +48,15 @@ import time
 from types import TracebackType
 from typing import Any
 
+from ._exceptions import (
+    ApiError,
+    DeliveryUnknownError,
+    IdempotencyInProgressError,
+    LocalRateLimitError,
+    ProtocolError,
+    StoreUnavailableError,
+    TransportError,
+)
 from ._redact import mask_mobile
 
 _trace: Any
@@ -77,6 +102,25 @@ class CallSpan:
     def outcome(self, outcome: str, code: int | None = None, error_type: str | None = None) -> None:
         """How the call ended."""
 
+    def failed(self, exc: BaseException) -> None:
+        """The call ended with ``exc``: its outcome, code and ``error.type`` from it."""
+
+
+def outcome_of(exc: BaseException) -> tuple[str, int | None, str]:
+    """``(ihuyi.outcome, ihuyi.code, error.type)`` of a call that raised ``exc``."""
+    name = type(exc).__name__
+    if isinstance(exc, ApiError):  # LocalRateLimitError is handled by refused()
+        return ("invalid" if exc.local else "rejected"), exc.code, name
+    if isinstance(exc, DeliveryUnknownError):
+        return "unknown", None, str(exc.reason or name)
+    if isinstance(exc, TransportError | StoreUnavailableError | IdempotencyInProgressError):
+        return "not_sent", None, name
+    if isinstance(exc, ProtocolError):
+        return "unknown", None, name
+    if isinstance(exc, ValueError | TypeError):  # a bad argument, a key reused (a ValueError)
+        return "invalid", None, name
+    return "unknown", None, name  # a cancellation, or something unexpected
+
 
 #: The span of every call while nothing records.
 NO_SPAN = CallSpan()
@@ -120,8 +164,8 @@ class _LiveSpan(CallSpan):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if not self._outcome and exc_type is not None:  # ended by something no hook reported
-            self.outcome("error", None, exc_type.__name__)
+        if not self._outcome and exc is not None:  # ended by something no hook reported
+            self.failed(exc)
         telemetry = self._telemetry
         attrs = dict(self._attrs)
         attrs["ihuyi.outcome"] = self._outcome or "accepted"
@@ -153,10 +197,16 @@ class _LiveSpan(CallSpan):
         self.set("ihuyi.outcome", outcome)
         if code is not None:
             self.set("ihuyi.code", code)
-        if error_type is not None:
+        if error_type is not None:  # the call failed: ERROR, with no message (it may name things)
             self.set("error.type", error_type)
-            if self._span is not None and outcome in ("unknown", "error", "not_sent"):
+            if self._span is not None:
                 self._span.set_status(_trace.StatusCode.ERROR)
+
+    def failed(self, exc: BaseException) -> None:
+        if isinstance(exc, LocalRateLimitError):
+            self.refused(exc.rule, exc.code)
+        else:
+            self.outcome(*outcome_of(exc))
 
 
 class Telemetry:
@@ -266,6 +316,9 @@ class Telemetry:
                 span.set_attributes({**attrs, "ihuyi.push.duplicate": duplicate})
                 if code is not None:
                     span.set_attribute("ihuyi.code", code)
+                if result in ("failed", "busy"):  # the provider is answered 500/503 and resends
+                    span.set_attribute("error.type", result)
+                    span.set_status(_trace.StatusCode.ERROR)
         self._meters()[2].add(1, attrs)
 
 
@@ -274,7 +327,7 @@ TELEMETRY = Telemetry()
 
 
 def instrument(*, tracer_provider: Any = None, meter_provider: Any = None) -> None:
-    """Send the library's spans and metrics to these providers instead of the global ones
-    (as OpenTelemetry's instrumentations take ``tracer_provider=``); ``None`` for both
-    returns to the global providers."""
+    """Internal (benchmarks): send the library's spans and metrics to these providers
+    instead of the global ones; ``None`` for both returns to the global providers. Not
+    exported: applications set the global providers."""
     TELEMETRY.use(tracer_provider=tracer_provider, meter_provider=meter_provider)
