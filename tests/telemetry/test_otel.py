@@ -371,3 +371,32 @@ async def test_a_push_whose_handler_fails(otel: Recorded) -> None:
     (point,) = otel.points("ihuyi.pushes")
     assert dict(point.attributes) == {"ihuyi.push.kind": "receipt", "ihuyi.push.result": "failed"}
     assert_no_secrets(otel)
+
+
+async def test_an_idempotency_key_reused_with_other_content(otel: Recorded) -> None:
+    provider = Provider(ACCEPTED)
+    async with client_for(provider) as client:
+        await client.send(NUMBER, TEXT, idempotency_key="signup-42")
+        with pytest.raises(ih.IdempotencyKeyReuseError):
+            await client.send(NUMBER, TEXT + "!", idempotency_key="signup-42")
+    assert provider.requests == 1
+    _, reused = otel.spans()
+    assert attrs_of(reused)["ihuyi.outcome"] == "invalid"
+    assert attrs_of(reused)["error.type"] == "IdempotencyKeyReuseError"
+    assert reused.status.status_code is StatusCode.ERROR
+    assert_send_metrics(otel, {("accepted", "2"): 1, ("invalid", None): 1})
+    assert_no_secrets(otel, "signup-42")
+
+
+def test_the_readme_lists_each_outcome_these_tests_produce() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Observability (OpenTelemetry)", 1)[1].split("\n## ", 1)[0]
+    table = section.split("| outcome | meaning |", 1)[1].split("\n\n", 1)[0]
+    rows = [line.split("|") for line in table.splitlines() if line.startswith("| `")]
+    documented = {row[1].strip().strip("`"): row[5].strip() for row in rows}
+    produced = {"accepted": "UNSET", "rejected": "ERROR", "refused": "ERROR", "invalid": "ERROR",
+                "not_sent": "ERROR", "unknown": "ERROR"}  # by the tests above
+    assert documented == produced
+    assert all(f"`{outcome}`" in (telemetry.__doc__ or "") for outcome in produced)
