@@ -310,10 +310,44 @@ async def test_without_an_sdk_no_span_is_built(no_sdk: None, monkeypatch: pytest
         assert (await client.send(NUMBER, TEXT)).smsid == SMSID
         with pytest.raises(ih.InvalidRequestError):
             await client.send("2380013800", TEXT)
+    async with client_for(Provider({"code": 4030, "msg": "手机号码已被列入黑名单"})) as client:
         with pytest.raises(ih.BlacklistedError):
-            client_answer = {"code": 4030, "msg": "手机号码已被列入黑名单"}
-            async with client_for(Provider(client_answer)) as other:
-                await other.send(NUMBER, TEXT)
+            await client.send(NUMBER, TEXT)
+
+
+async def test_an_sdk_set_up_after_the_first_send_is_picked_up_within_a_second(
+    no_sdk: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from opentelemetry import metrics, trace
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    now = [1000.0]
+
+    class Time:  # the module's clock, by hand
+        perf_counter = staticmethod(lambda: now[0])
+        monotonic = staticmethod(lambda: now[0])
+
+    monkeypatch.setattr(telemetry, "time", Time)
+    async with client_for(Provider(ACCEPTED)) as client:
+        await client.send(NUMBER, TEXT)  # no SDK yet
+        exporter, reader = InMemorySpanExporter(), InMemoryMetricReader()
+        tracer_provider = TracerProvider()
+        tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+        trace.set_tracer_provider(tracer_provider)
+        metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+        now[0] += 0.5
+        await client.send(NUMBER, TEXT)  # "no SDK" is remembered for a second
+        assert exporter.get_finished_spans() == ()
+        now[0] += 0.6
+        await client.send(NUMBER, TEXT)
+    otel = Recorded(exporter, reader)
+    (span,) = otel.spans()
+    assert attrs_of(span)["ihuyi.outcome"] == "accepted"
+    assert send_points(otel) == {("accepted", "2"): 1}
 
 
 # --------------------------------------------------------------------------- pushes
