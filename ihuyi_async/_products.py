@@ -619,10 +619,47 @@ def _marketing_numbers(mobiles: Iterable[str] | str, first: int = 1) -> list[str
 # --------------------------------------------------------------------------- international
 
 
-def _international_number(mobile: str) -> str:
-    """``+85251234567`` or ``852 51234567`` -> ``"852 51234567"``, validated by ``phonenumbers``.
+def _with_country_code(text: str) -> str:
+    """``text`` as ``+<cc>…`` when it says its country code, else a local 406.
 
-    :raises InvalidRequestError: 403 blank; 406 not a valid number, or a mainland one.
+    Accepted: ``+85251234567``, ``0085251234567`` or ``"852 51234567"`` (the country code,
+    a space, the number). A bare string of digits is refused rather than guessed: read
+    as ``+<digits>``, the mainland mobile ``15012345678`` would become the US number
+    ``+1 5012345678`` and be sent there.
+    """
+    if text.startswith("+"):
+        return text
+    if text.startswith("00"):
+        return "+" + text[2:]
+    head, sep, _rest = text.partition(" ")
+    if sep and head.isascii() and head.isdigit() and 1 <= len(head) <= 3:
+        return "+" + text
+    try:
+        normalize_mobile(text)
+    except InvalidRequestError:
+        pass
+    else:
+        raise error_for(
+            406,
+            "a mainland China number: send it with IhuyiClient, not InternationalSmsClient",
+            local=True,
+            mobile=text,
+        )
+    raise error_for(
+        406,
+        f"no country code in {mask_mobile(text)!r}: give it as +85251234567, "
+        "0085251234567 or '852 51234567'",
+        local=True,
+        mobile=text,
+    )
+
+
+def _international_number(mobile: str) -> str:
+    """``+85251234567``, ``0085251234567`` or ``852 51234567`` -> ``"852 51234567"``,
+    validated by ``phonenumbers``.
+
+    :raises InvalidRequestError: 403 blank; 406 no country code, not a valid number, or a
+        mainland one.
     """
     if not isinstance(mobile, str):
         raise TypeError(f"mobile must be a str, not {type(mobile).__name__}")
@@ -636,7 +673,7 @@ def _international_number(mobile: str) -> str:
             "InternationalSmsClient needs the 'international' extra: "
             "pip install 'ihuyi-async[international]'"
         ) from exc
-    candidate = text if text.startswith("+") else "+" + text.lstrip("0")
+    candidate = _with_country_code(text)
     try:
         parsed = phonenumbers.parse(candidate, None)
     except phonenumbers.NumberParseException:
@@ -663,7 +700,8 @@ def _international_number(mobile: str) -> str:
 class InternationalSmsClient(_ProductClient):
     """Client of the international SMS product: ``api.isms.ihuyi.com/webservice/isms.php``.
 
-    Numbers are given as E.164 (``+85251234567``) or as ``852 51234567``, validated and
+    Numbers are given as E.164 (``+85251234567``), as ``0085251234567`` or as
+    ``852 51234567`` (bare digits are refused: ``15012345678`` could be a mainland or a US number), validated and
     normalised with ``phonenumbers`` (extra ``international``) and sent as
     ``"<country code> <number>"``; the answer's id is ``ismsid`` (returned as
     :attr:`SendResult.smsid`). Environment: ``$IHUYI_INTERNATIONAL_ACCOUNT``,
@@ -681,8 +719,9 @@ class InternationalSmsClient(_ProductClient):
     ) -> SendResult:
         """Send one message to one international number.
 
-        :raises InvalidRequestError: the number does not parse, is not valid, or is a
-            mainland number (406, use :class:`~ihuyi_async.IhuyiClient`); blank content.
+        :raises InvalidRequestError: the number has no country code (bare digits), does
+            not parse, is not valid, or is a mainland number (406, use
+            :class:`~ihuyi_async.IhuyiClient`); blank content.
         :raises ContentRejectedError: emoji or too long.
         :raises ApiError: refused by the provider.
         :raises TransportError: not sent.

@@ -261,6 +261,9 @@ async def test_wrong_id_field_is_unknown_not_accepted() -> None:
         (InternationalSmsClient, lambda c: c.send("+999 1", "hi"), ih.InvalidRequestError),
         (InternationalSmsClient, lambda c: c.send("+8613800138000", "hi"), ih.InvalidRequestError),
         (InternationalSmsClient, lambda c: c.send("852 1234", "hi"), ih.InvalidRequestError),
+        (InternationalSmsClient, lambda c: c.send("15012345678", "hi"), ih.InvalidRequestError),
+        (InternationalSmsClient, lambda c: c.send("13800138000", "hi"), ih.InvalidRequestError),
+        (InternationalSmsClient, lambda c: c.send("85251234567", "hi"), ih.InvalidRequestError),
         (VoiceNoticeClient, lambda c: c.send("12345", "hi"), ih.InvalidRequestError),
         (
             VoiceNoticeClient,
@@ -288,6 +291,23 @@ async def test_marketing_names_the_bad_number_and_mainland_points_to_ihuyiclient
     async with build(InternationalSmsClient, rec) as client:
         with pytest.raises(ih.InvalidRequestError, match="IhuyiClient"):
             await client.send("+86 13800138000", "hi")
+
+
+async def test_international_bare_digits_are_refused_not_guessed() -> None:
+    # Read as +15012345678, a mainland mobile is a valid US number: it must not go out.
+    rec = Recorder(b'{"code":2,"msg":"ok","ismsid":"1"}')
+    async with build(InternationalSmsClient, rec) as client:
+        for mainland in ("15012345678", "13800138000", "8613800138000"):
+            with pytest.raises(ih.InvalidRequestError, match="IhuyiClient") as caught:
+                await client.send(mainland, "hi")
+            assert caught.value.code == 406 and caught.value.local
+        with pytest.raises(ih.InvalidRequestError, match="country code") as caught:
+            await client.send("85251234567", "hi")
+        assert "IhuyiClient" not in str(caught.value) and caught.value.code == 406
+        assert rec.requests == []
+        await client.send("0085251234567", "hi")
+        await client.send("1 2015550123", "hi")
+    assert [rec.fields(i)["mobile"] for i in (0, 1)] == ["852 51234567", "1 2015550123"]
 
 
 def test_own_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
