@@ -774,6 +774,11 @@ class VoiceCodeClient(_ProductClient):
         self._code_length = (low, high)
         super().__init__(account, api_key, **options)
 
+    @property
+    def code_length(self) -> tuple[int, int]:
+        """``(shortest, longest)`` code this client sends (the ``code_length`` given)."""
+        return self._code_length
+
     async def send(
         self, mobile: str, code: str | int, *, idempotency_key: str | None = None
     ) -> SendResult:

@@ -17,8 +17,8 @@ pytest-asyncio, anyio's pytest plugin, or no async plugin at all):
     127.0.0.1 (a free port), for clients in other threads, processes or languages.
 ``ihuyi_verifier``
     a :class:`~ihuyi_async.verify.Verifier` sending through ``ihuyi_client`` on the
-    emulator's clock (the trial template, id 1, unless ``verifier={...}`` says
-    otherwise; stores in memory): read the texted code with
+    emulator's clock (the trial template unless ``verifier={...}`` says otherwise: id 1
+    on the ``json`` flavour, its text on the legacy one; stores in memory): read the texted code with
     ``ihuyi_emulator.last_code_for(number)``, move time with
     ``ihuyi_emulator.clock.advance(seconds)``.
 
@@ -58,6 +58,8 @@ if TYPE_CHECKING:
 
 __all__ = ["ihuyi_client", "ihuyi_emulator", "ihuyi_server", "ihuyi_verifier", "pytest_configure"]
 
+#: The provider's trial template (id 1) as content, for the legacy flavour's ``send``.
+_TRIAL_CONTENT = "您的验证码是：{code}。请不要把验证码泄露给其他人。"
 _PLUGIN_KEYS = ("client", "verifier", "loopback", "strict")
 
 
@@ -156,11 +158,19 @@ def ihuyi_client(request: pytest.FixtureRequest, ihuyi_emulator: Emulator) -> It
 def ihuyi_verifier(
     request: pytest.FixtureRequest, ihuyi_client: IhuyiClient, ihuyi_emulator: Emulator
 ) -> Verifier:
-    """A :class:`~ihuyi_async.verify.Verifier` on ``ihuyi_client`` and the emulator's clock."""
+    """A :class:`~ihuyi_async.verify.Verifier` on ``ihuyi_client`` and the emulator's clock.
+
+    Unless the marker's ``verifier=`` says otherwise it sends the provider's trial template:
+    as ``template_id=1`` on the ``json`` flavour, as its text (``content=``) on the legacy
+    flavour, which has no template mode.
+    """
     from ihuyi_async.verify import Verifier
 
     kwargs: dict[str, Any] = dict(_options(request).verifier)
-    if "content" not in kwargs:
-        kwargs.setdefault("template_id", 1)
+    if "content" not in kwargs and "template_id" not in kwargs and kwargs.get("channel") != "voice":
+        if ihuyi_client.flavour == "legacy":
+            kwargs["content"] = _TRIAL_CONTENT
+        else:
+            kwargs["template_id"] = 1
     kwargs.setdefault("clock", ihuyi_emulator.clock)
     return Verifier(ihuyi_client, **kwargs)

@@ -28,7 +28,12 @@ from typing import Any, Literal
 import anyio
 
 from .._clock import Clock, SystemClock
-from .._exceptions import DeliveryUnknownError, LocalRateLimitError, RateLimitedError
+from .._exceptions import (
+    DeliveryUnknownError,
+    LocalRateLimitError,
+    RateLimitedError,
+    UnsupportedOperationError,
+)
 from .._validation import normalize_mobile
 from ..limiter import Limiter, Reservation, Rule, Store, to_china_time
 from ._models import Checked, Started, VerificationRefusedError, VerifyLimits
@@ -97,6 +102,22 @@ def _check_options(
         raise ValueError("purpose must be a str without ':'")
 
 
+def _check_client(client: Any, template_id: int | None, length: int, channel: str) -> None:
+    """Refuse at construction what every :meth:`Verifier.start` would fail on."""
+    if template_id is not None and getattr(client, "flavour", None) == "legacy":
+        raise UnsupportedOperationError(
+            "the legacy flavour has no template mode: use content='…{code}…', "
+            "or IhuyiClient(flavour='json') for template_id"
+        )
+    if channel == "voice":
+        bounds = getattr(client, "code_length", None)
+        if isinstance(bounds, tuple) and len(bounds) == 2 and not bounds[0] <= length <= bounds[1]:
+            raise ValueError(
+                f"length={length} but the voice client reads out {bounds[0]} to {bounds[1]} "
+                "digits: pass a length in that range, or VoiceCodeClient(code_length=...)"
+            )
+
+
 class Verifier:
     """One-time verification codes by SMS: :meth:`start` texts a code, :meth:`check` checks it.
 
@@ -131,8 +152,11 @@ class Verifier:
         Derive the verifiers of the other purposes with :meth:`for_purpose` so that
         they share this one's limits (a number's 5 codes a day are for all purposes).
     :raises ValueError: neither or both of ``template_id`` / ``content``, a content
-        without ``{code}``, a length outside 4-10 (or over 8 with a template), a
-        secret shorter than 16 bytes, a non-positive lifetime or budget.
+        without ``{code}``, a length outside 4-10 (or over 8 with a template, or outside
+        the voice client's ``code_length``), a secret shorter than 16 bytes, a
+        non-positive lifetime or budget.
+    :raises ~ihuyi_async.UnsupportedOperationError: ``template_id`` with a legacy-flavour
+        client (it has no template mode; a :class:`ValueError`).
 
     .. versionadded:: 0.3.0
     """
@@ -158,6 +182,7 @@ class Verifier:
         channel: Literal["sms", "voice"] = "sms",
     ) -> None:
         _check_options(template_id, content, length, resend, purpose, channel)
+        _check_client(client, template_id, length, channel)
         if not (lifetime > 0 and resend_after >= 0 and max_attempts >= 1 and max_sends >= 1):
             raise ValueError(
                 "lifetime must be > 0, resend_after >= 0, max_attempts and max_sends >= 1"

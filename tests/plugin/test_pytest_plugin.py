@@ -169,3 +169,57 @@ def test_fastapi_sample_project_passes(project: pytest.Pytester, runner: str) ->
         test.write_text(source, encoding="utf-8")
         result = project.runpytest("-p", "no:anyio")
     result.assert_outcomes(passed=9)
+
+
+ROOT = Path(__file__).parent.parent.parent
+
+
+def _readme_block(heading: str) -> str:
+    """The first ```python block after ``heading`` in the README."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    after = text[text.index(heading) :]
+    start = after.index("```python\n") + len("```python\n")
+    return after[start : after.index("```", start)]
+
+
+def test_readme_verifier_example_passes_with_no_marker(project: pytest.Pytester) -> None:
+    # The default client is the legacy flavour, which has no template mode: the fixture
+    # must still send a code there, as the README's "In tests" example shows.
+    project.makepyfile(
+        "import pytest\n\n"
+        "@pytest.fixture\n"
+        "def anyio_backend():\n"
+        "    return 'asyncio'\n\n" + _readme_block("### In tests")
+    )
+    project.makefile(".ini", pytest=INI)
+    result = project.runpytest("-p", "no:asyncio")
+    result.assert_outcomes(passed=1)
+
+
+def test_verifier_fixture_per_flavour(project: pytest.Pytester) -> None:
+    project.makepyfile(
+        """
+        import pytest
+
+        pytestmark = pytest.mark.anyio
+
+        @pytest.fixture
+        def anyio_backend():
+            return "asyncio"
+
+        async def test_legacy_sends_the_trial_text(ihuyi_verifier, ihuyi_emulator):
+            await ihuyi_verifier.start("13800138000")
+            message = ihuyi_emulator.messages[-1]
+            code = ihuyi_emulator.last_code_for("13800138000")
+            assert message.template_id is None
+            assert message.content == f"您的验证码是：{code}。请不要把验证码泄露给其他人。"
+
+        @pytest.mark.ihuyi(client={"flavour": "json"})
+        async def test_json_sends_template_1(ihuyi_verifier, ihuyi_emulator):
+            await ihuyi_verifier.start("13800138000")
+            assert ihuyi_emulator.messages[-1].template_id == 1
+        """
+    )
+    project.makefile(".ini", pytest=INI)
+    result = project.runpytest("-p", "no:asyncio")
+    result.assert_outcomes(passed=2)

@@ -169,3 +169,21 @@ async def test_voice_codes_are_read_out_by_the_voice_client(ihuyi_emulator: Emul
     with pytest.raises(ValueError, match="read out"):
         Verifier(voice, channel="voice", template_id=1)
     assert "voice" in repr(verifier)
+
+
+def test_construction_refuses_what_every_start_would_fail_on() -> None:
+    from ihuyi_async import IhuyiClient, UnsupportedOperationError, VoiceCodeClient
+
+    legacy = IhuyiClient("APIID", "KEY", flavour="legacy")
+    with pytest.raises(UnsupportedOperationError, match="legacy flavour has no template mode"):
+        Verifier(legacy, template_id=1)
+    Verifier(legacy, content="您的验证码是：{code}。")  # the legacy way is fine
+    Verifier(IhuyiClient("APIID", "KEY", flavour="json"), template_id=1)
+    voice = VoiceCodeClient("APIID", "KEY")
+    assert voice.code_length == (4, 6)
+    for length in (8, 7, 10):
+        with pytest.raises(ValueError, match="4 to 6 digits") as caught:
+            Verifier(voice, channel="voice", length=length)
+        assert "\n" not in str(caught.value)
+    Verifier(voice, channel="voice", length=4)
+    Verifier(VoiceCodeClient("APIID", "KEY", code_length=(4, 8)), channel="voice", length=8)
