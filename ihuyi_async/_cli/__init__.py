@@ -154,13 +154,13 @@ def _client(
         raise _usage(str(exc)) from exc
 
 
-def _run(factory: Callable[[], Awaitable[T]], as_json: bool) -> T:
+def _run(factory: Callable[[], Awaitable[T]], as_json: bool, product: str = "sms") -> T:
     try:
         return anyio.run(factory)
     except DeliveryUnknownError as exc:
         _fail(as_json, exc, 3)
     except ApiError as exc:
-        _fail(as_json, exc, 1, code=exc.code)
+        _fail(as_json, exc, 1, code=exc.code, hint=_hint(exc.code, product, local=exc.local))
     except IhuyiError as exc:
         _fail(as_json, exc, 1)
     except KeyboardInterrupt:
@@ -169,16 +169,32 @@ def _run(factory: Callable[[], Awaitable[T]], as_json: bool) -> T:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _hint(code: int | None) -> str:
-    """The registry's advice for a provider code, e.g. 'check the APIKEY' for 40502."""
+#: Products whose numbers are not the SMS product's: the registry's advice for a bad
+#: number ("an 11-digit mainland number") is wrong there.
+_NUMBER_HINTS = {
+    "international": "Give the number with its country code: +85251234567 or '852 51234567'.",
+    "voice-notice": "Use a mainland mobile (1[3-9]xxxxxxxxx) or a landline (0AA-NNNNNNNN).",
+}
+
+
+def _hint(code: int | None, product: str = "sms", *, local: bool = False) -> str:
+    """The registry's advice for a provider code, e.g. 'check the APIKEY' for 40502.
+
+    A bad number (406) of a product with its own numbers gets that product's advice when
+    the provider answered it, and none when this library refused it (its message already
+    says what to do: use IhuyiClient, give the country code, ...)."""
     if code is None:
         return ""
+    if code == 406 and product in _NUMBER_HINTS:
+        return "" if local else _NUMBER_HINTS[product]
     info = lookup(code)
     return info.action if info.known else ""
 
 
-def _fail(as_json: bool, exc: Exception, status: int, code: int | None = None) -> None:
-    hint = _hint(code)
+def _fail(
+    as_json: bool, exc: Exception, status: int, code: int | None = None, hint: str | None = None
+) -> None:
+    hint = _hint(code) if hint is None else hint
     if as_json:
         console.print_json(json.dumps({"ok": False, "error": type(exc).__name__, "code": code,
                                        "message": str(exc), "hint": hint or None}, ensure_ascii=False))
@@ -250,7 +266,7 @@ def send(
             go = _sms_send(client, mobile, content, check_kind(kind))
         else:
             go = product_send(client, mobile, content, template_id=template_id, at=parse_at(at))
-        sent = _run(go, as_json)
+        sent = _run(go, as_json, product)
     except (TypeError, ValueError) as exc:  # e.g. an unknown kind, a past --at, a bad code
         raise _usage(str(exc)) from exc
     if isinstance(sent, MarketingResult):

@@ -345,3 +345,33 @@ def test_product_usage_errors_exit_2_and_send_nothing(
     code, out = pcli(account, *args, url=products_server.url)
     assert code == 2 and says in out, out
     assert products_server.emulator.messages == []
+
+
+@pytest.mark.parametrize(
+    ("account", "args", "says"),
+    [
+        ("ISMS", ["send", "+8613800138000", "hi", "--product", "international"], "IhuyiClient"),
+        ("ISMS", ["send", "15012345678", "hi", "--product", "international"], "IhuyiClient"),
+        ("VM", ["send", "12345", "hi", "--product", "voice-notice"], "landline"),
+    ],
+)
+def test_product_number_refusals_carry_no_mainland_hint(
+    products_server: EmulatorServer, account: str, args: list[str], says: str
+) -> None:
+    code, out = pcli(account, *args, "--json", url=products_server.url)
+    data = json.loads(out)
+    assert code == 1 and data["code"] == 406 and says in data["message"]
+    assert data["hint"] is None  # the message says what to do; "11-digit mainland" would not
+    code, out = pcli(account, *args, url=products_server.url)
+    assert code == 1 and "11-digit" not in out and says in out
+    assert products_server.emulator.messages == []
+
+
+def test_hints_per_product_for_a_provider_406() -> None:
+    from ihuyi_async._cli import _hint
+
+    assert "11-digit mainland" in _hint(406) and "11-digit mainland" in _hint(406, "marketing")
+    assert "country code" in _hint(406, "international")
+    assert "landline" in _hint(406, "voice-notice")
+    assert _hint(406, "international", local=True) == "" == _hint(406, "voice-notice", local=True)
+    assert "11-digit mainland" in _hint(406, "voice-code", local=True)
