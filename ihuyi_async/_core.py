@@ -86,9 +86,18 @@ DEFAULT: Any = _Default()
 def _unknown(
     reason: str, number: str, content: str, sent_at: _dt.datetime | None, detail: str
 ) -> DeliveryUnknownError:
+    """``content`` ``""``: no digest (a verification code, see :func:`_digest_source`)."""
+    digest = content_digest(content) if content else ""
     return DeliveryUnknownError(
-        reason, mobile=number, content_digest=content_digest(content), sent_at=sent_at, detail=detail
+        reason, mobile=number, content_digest=digest, sent_at=sent_at, detail=detail
     )
+
+
+def _digest_source(text: str, kind: object) -> str:
+    """What an unknown outcome's ``content_digest`` is of: ``text``, or ``""`` (no digest)
+    for a verification send, whose content is a code: with 10^4 to 10^6 codes an
+    unkeyed digest gives the code away to whoever reads the error or the log."""
+    return "" if kind == "verification" else text
 
 
 #: Seconds a request takes from our socket to the provider's, as it varies between two
@@ -228,12 +237,13 @@ def _replay(record: str, number: str, params: tuple[object, ...]) -> SendResult:
         reason = str(data.get("reason") or "unknown")
     except (ValueError, KeyError, TypeError):  # a damaged record: never a reason to resend
         reason, sent_at = "unreadable_record", None
-    raise DeliveryUnknownError(
+    # params: (number, kind, template_id, [extra,] text), as _dispatch builds them
+    raise _unknown(
         reason,
-        mobile=number,
-        content_digest=content_digest(str(params[-1])),
-        sent_at=sent_at,
-        detail="the outcome of the first call with this idempotency key; not sent again",
+        number,
+        _digest_source(str(params[-1]), params[1]),
+        sent_at,
+        "the outcome of the first call with this idempotency key; not sent again",
     )
 
 
@@ -786,7 +796,7 @@ class _BaseClient:
         if on_wire is not None:
             on_wire()  # e.g. the batch journal's "pending" entry, flushed before the request
         status, data = await self._post_once(
-            self._submit_url, body, out.number, out.text, sent_at, progress
+            self._submit_url, body, out.number, _digest_source(out.text, out.kind), sent_at, progress
         )
         return sent_at, status, data
 
@@ -826,10 +836,11 @@ class _BaseClient:
             raise
         except ProtocolError as exc:
             logger.warning("outcome unknown for %s: %s", mask_mobile(number), exc.reason)
-            raise _unknown(exc.reason, number, out.text, sent_at, str(exc)) from exc
+            raise _unknown(exc.reason, number, _digest_source(out.text, out.kind), sent_at, str(exc)) from exc
         except Exception as exc:  # a parser bug must never read as "not sent"
             logger.warning("outcome unknown for %s: unexpected answer", mask_mobile(number))
-            raise _unknown("unexpected_answer", number, out.text, sent_at, repr(exc)[:200]) from exc
+            shown = _digest_source(out.text, out.kind)
+            raise _unknown("unexpected_answer", number, shown, sent_at, repr(exc)[:200]) from exc
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("accepted for %s: smsid %s", mask_mobile(number), smsid)
         return SendResult(

@@ -709,3 +709,31 @@ async def test_error_answers_in_both_formats_keep_code_and_text(
     assert isinstance(error, ih.RateLimitedError) and not error.local
     assert error.code == 4085 and "验证码超限" in error.message
     assert len(rec.requests) == 1  # a refusal is never retried
+
+
+@pytest.mark.parametrize(
+    "body", [b'{"code":2,', b"{" * 70000], ids=["malformed_answer", "oversized"]
+)
+async def test_unknown_outcome_of_a_code_carries_no_content_digest(body: bytes) -> None:
+    # 10^4 to 10^6 codes: an unkeyed digest of the content would give the code away.
+    code = "482913"
+    leaks = (code, hashlib.sha256(code.encode()).hexdigest()[:12])
+    rec = Recorder(body)
+    async with build(VoiceCodeClient, rec) as voice, build(ih.IhuyiClient, rec) as sms:
+        sends = [
+            lambda: voice.send("13800138000", code),
+            lambda: voice.send("13800138000", code, idempotency_key="k-1"),
+            lambda: voice.send("13800138000", code, idempotency_key="k-1"),  # the replay
+            lambda: sms.send("13800138000", f"您的验证码是：{code}", kind="verification"),
+        ]
+        for send in sends:
+            with pytest.raises(ih.DeliveryUnknownError) as caught:
+                await send()
+            err = caught.value
+            assert err.content_digest == "" and err.mobile_masked == "138****8000"
+            assert not any(leak in f"{err} {err!r}" for leak in leaks)
+        # any other content keeps its digest, to match receipts by
+        with pytest.raises(ih.DeliveryUnknownError) as caught:
+            await sms.send("13800138000", "您的订单已发货")
+        assert len(caught.value.content_digest) == 12
+    assert len(rec.requests) == 4  # the replay sent nothing
