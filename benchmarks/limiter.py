@@ -378,11 +378,11 @@ def render(report: dict[str, Any]) -> str:
     trips = report["redis"]["ihuyi-async RedisStore"]["round_trips_per_acquire"]
     lines += [
         "",
-        "Targets: MemoryStore >= 5x faster than every library row: "
-        f"{'met' if speedup >= 5 else 'NOT met'} (worst {speedup:.1f}x); within 2x of the floor: "
-        f"{'met' if vs_floor <= 2 else 'NOT met'} (worst {vs_floor:.1f}x); <= 200 bytes/number: "
+        "Targets (#15): MemoryStore >= 5x faster than every library row, both columns: "
+        f"{'met' if speedup >= 5 else 'NOT met'} (worst {speedup:.1f}x); <= 200 bytes/number: "
         f"{'met' if ours['bytes_per_number'] <= 200 else 'NOT met'} ({ours['bytes_per_number']:.0f}); "
-        f"RedisStore 1 round trip/acquire: {'met' if trips == 1 else 'NOT met'} ({trips:.2f}).",
+        f"RedisStore 1 round trip/acquire: {'met' if trips == 1 else 'NOT met'} ({trips:.2f}). "
+        f"Against the bare-dict floor (reported, no longer a target): {vs_floor:.1f}x at worst.",
     ]
     lines += ["", "Machine: " + "; ".join(f"{k}: {v}" for k, v in report["machine"].items())]
     return "\n".join(lines) + "\n"

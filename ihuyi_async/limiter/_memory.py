@@ -93,7 +93,7 @@ class _FixedWindow:
         self.limit = rule.limit
         self.period = rule.period
         self.offset = rule.offset
-        # the window index every number shares, kept as one float object (saves memory)
+        # the window index last stored, shared by every number counted in that window
         self._last_index = _NEVER
 
     def blocked_until(self, cells: Cells, send: float) -> float:
@@ -108,9 +108,13 @@ class _FixedWindow:
         index = (send + self.offset) // self.period
         if cells[self.slot] >= index:
             cells[self.slot + 1] += 1
+            return
+        if index == self._last_index:  # the window every number shares: one float object
+            index = self._last_index
         else:
-            cells[self.slot] = self._shared(index)
-            cells[self.slot + 1] = 1
+            self._last_index = index
+        cells[self.slot] = index
+        cells[self.slot + 1] = 1
 
     def give_back(self, cells: Cells, send: float) -> None:
         """Uncount a send at ``send`` while its window is still the one counted."""
@@ -123,14 +127,8 @@ class _FixedWindow:
         if cells[self.slot] >= index:
             cells[self.slot + 1] += self.limit
         else:
-            cells[self.slot] = self._shared(index)
+            cells[self.slot] = index
             cells[self.slot + 1] = self.limit
-
-    def _shared(self, index: float) -> float:
-        if index == self._last_index:
-            return self._last_index
-        self._last_index = index
-        return index
 
 
 class _RollingWindow:
@@ -330,19 +328,19 @@ class _Selection:
         if now >= table.rotate_at:
             table.rotate(now)
         cells = table.cur.get(mobile) if self.number else []
-        if cells is None:
-            if not self.content and mobile not in table.old:
-                # a number never seen (or forgotten): every rule admits its first send
-                cells = table.cur[mobile] = table.blank.copy()
-                return self._take(cells, cells, now, now)
-            cells = table.number_cells(mobile)
-        content = table.content_cells(mobile, digest) if self.content else cells
-        for bucket in self.buckets:
-            if bucket.earliest(content if bucket.per_content else cells) > now:
-                return None
-        for window in self.windows:
-            if window.blocked_until(content if window.per_content else cells, now) != _NEVER:
-                return None
+        if cells is None and not self.content and mobile not in table.old:
+            # a number never seen (or forgotten): every rule admits its first send
+            cells = content = table.cur[mobile] = table.blank.copy()
+        else:
+            if cells is None:
+                cells = table.number_cells(mobile)
+            content = table.content_cells(mobile, digest) if self.content else cells
+            for bucket in self.buckets:
+                if bucket.earliest(content if bucket.per_content else cells) > now:
+                    return None
+            for window in self.windows:
+                if window.blocked_until(content if window.per_content else cells, now) != _NEVER:
+                    return None
         return self._take(cells, content, now, now)
 
     def _take(self, cells: Cells, content: Cells, send: float, now: float) -> tuple[float, ...]:
