@@ -35,10 +35,17 @@ from ._exports import publish as _publish
 from ._journal import Journal, JournalEntry
 from ._models import Balance, SendResult, TemplateResult
 from ._products import (
+    INTERNATIONAL_RULES,
+    MARKETING_RULES,
+    OPT_OUT,
+    VOICE_CODE_RULES,
+    VOICE_NOTICE_RULES,
     InternationalSmsClient,
+    InvalidVoiceCodeError,
     MarketingChunk,
     MarketingResult,
     MarketingSmsClient,
+    ProductOptions,
     VoiceCodeClient,
     VoiceNoticeClient,
 )
@@ -63,6 +70,7 @@ __all__ = [
     "ContentRejectedError",
     "DeliveryUnknownError",
     "FakeClock",
+    "INTERNATIONAL_RULES",
     "IdempotencyError",
     "IdempotencyInProgressError",
     "IdempotencyKeyReuseError",
@@ -70,17 +78,21 @@ __all__ = [
     "IhuyiError",
     "InternationalSmsClient",
     "InvalidRequestError",
+    "InvalidVoiceCodeError",
     "Journal",
     "JournalEntry",
     "KeyStoreUnavailableError",
     "Kind",
     "LimiterUnavailableError",
     "LocalRateLimitError",
+    "MARKETING_RULES",
     "MarketingChunk",
     "MarketingResult",
     "MarketingSmsClient",
     "Message",
+    "OPT_OUT",
     "Outcome",
+    "ProductOptions",
     "ProtocolError",
     "RateLimitedError",
     "RetryPolicy",
@@ -91,6 +103,8 @@ __all__ = [
     "TemplateResult",
     "TransportError",
     "UnsupportedOperationError",
+    "VOICE_CODE_RULES",
+    "VOICE_NOTICE_RULES",
     "VoiceCodeClient",
     "VoiceNoticeClient",
     "__version__",
@@ -99,4 +113,6 @@ __all__ = [
     "lookup",
 ]
 
-_publish(__name__, globals(), __all__)
+# ProductOptions keeps its home: a TypedDict has no instances (its values are plain dicts),
+# so no repr or pickle names it, and the API reference reads its keys from its source.
+_publish(__name__, globals(), [name for name in __all__ if name != "ProductOptions"])

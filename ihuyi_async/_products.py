@@ -65,14 +65,13 @@ from ._validation import (
     normalize_mobile,
     validate_content,
 )
-from .idempotency._store import check_key
+from .idempotency._store import KeyStore, check_key
+from .limiter._limiter import Limiter  # at run time: ProductOptions' hints resolve (public)
 from .limiter._rules import Rule, provider_rules
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from .idempotency import KeyStore
-    from .limiter import Limiter
     from .pushes import DeliveryReceipt
 
 __all__ = [
@@ -82,6 +81,7 @@ __all__ = [
     "VOICE_CODE_RULES",
     "VOICE_NOTICE_RULES",
     "InternationalSmsClient",
+    "InvalidVoiceCodeError",
     "MarketingChunk",
     "MarketingResult",
     "MarketingSmsClient",
@@ -105,8 +105,10 @@ class ProductOptions(TypedDict, total=False):
 
     The same as :class:`~ihuyi_async.IhuyiClient`'s (minus ``flavour`` and ``templates``),
     plus ``id_field``; each product client adds its own (``chunk_size``, ``code_length``,
-    ...). Defaults and meanings: :class:`_ProductClient`'s constructor, whose keyword
-    parameters these are (``tests/products`` checks that the two lists agree).
+    ...). Defaults and meanings: those of :class:`~ihuyi_async.IhuyiClient`; ``id_field``
+    (default: the product's documented id field) names the answer field that carries the
+    id. These are the keyword parameters of every product client's constructor
+    (``tests/products`` checks that the two lists agree).
     """
 
     base_url: str | None
@@ -741,6 +743,15 @@ class InternationalSmsClient(_ProductClient):
 # --------------------------------------------------------------------------- voice
 
 
+class InvalidVoiceCodeError(InvalidRequestError, ValueError):
+    """A voice code that is not ``code_length`` ASCII digits, refused locally (code 404,
+    the content being unusable; ``local`` set). An :class:`~ihuyi_async.InvalidRequestError`
+    like every other refusal of bad input, and still a :class:`ValueError`."""
+
+    def __init__(self, message: str, mobile: str = "") -> None:
+        super().__init__(404, message, category="request", local=True, mobile=mobile)
+
+
 class VoiceCodeClient(_ProductClient):
     """Client of the voice verification code product: ``api.voice.ihuyi.com/webservice/voice.php``.
 
@@ -784,20 +795,23 @@ class VoiceCodeClient(_ProductClient):
     ) -> SendResult:
         """Call ``mobile`` and read ``code`` out.
 
-        :raises ValueError: ``code`` is not 4-6 ASCII digits (``code_length``). No request.
-        :raises InvalidRequestError: not a mainland mobile number (406).
+        :raises InvalidRequestError: ``code`` is not 4-6 ASCII digits (``code_length``;
+            code 404, ``local``, also a :class:`ValueError`), or ``mobile`` not a mainland
+            mobile number (406). No request.
         """
         self._enter()
         text = str(code) if isinstance(code, int) and not isinstance(code, bool) else code
         try:
             if not isinstance(text, str):
                 raise TypeError(f"code must be a str of digits, not {type(code).__name__}")
-            low, high = self._code_length
-            if not (text.isascii() and text.isdigit() and low <= len(text) <= high):
-                raise ValueError(
-                    f"a voice code must be {low} to {high} ASCII digits, not {len(text)} characters"
-                )
             number = normalize_mobile(mobile)
+            low, high = self._code_length
+            digits = text.isascii() and text.isdigit()
+            if not (digits and low <= len(text) <= high):
+                what = f"{len(text)} characters" + ("" if digits else ", not all ASCII digits")
+                raise InvalidVoiceCodeError(
+                    f"a voice code must be {low} to {high} ASCII digits, not {what}", mobile=number
+                )
         except Exception as exc:  # refused locally: still a span and a count (telemetry on)
             self._invalid("Submit", exc)
             raise

@@ -65,9 +65,13 @@ def test_push_builders_moved_to_testing_with_a_deprecation(name: str) -> None:
      "ihuyi_async.verify"],
 )
 def test_exported_classes_say_where_users_import_them(name: str) -> None:
+    import typing
+
     module = importlib.import_module(name)
     for attr in module.__all__:
         obj = getattr(module, attr)
+        if typing.is_typeddict(obj):  # no instances to name it: it keeps its home (for pdoc)
+            continue
         if isinstance(obj, type) and obj.__module__.startswith(name + "."):
             # defined in one of this package's modules: only a private one may be hidden
             assert not obj.__module__.startswith(name + "._"), f"{name}.{attr}: {obj.__module__}"
@@ -118,3 +122,21 @@ def test_resolved_annotations_are_the_defining_modules_types() -> None:
     with pytest.raises(OSError):
         inspect.getsource(ihuyi_async.SendResult)
     assert "def __repr__" in inspect.getsource(ihuyi_async.SendResult.__repr__)
+
+
+def test_product_options_and_rule_sets_are_public() -> None:
+    # The README names them; they were reachable only as ihuyi_async._products.*.
+    import typing
+
+    import ihuyi_async
+    from ihuyi_async.limiter import Rule
+
+    for name in ("ProductOptions", "MARKETING_RULES", "VOICE_CODE_RULES", "VOICE_NOTICE_RULES",
+                 "INTERNATIONAL_RULES", "OPT_OUT", "InvalidVoiceCodeError"):
+        assert name in ihuyi_async.__all__, name
+    assert typing.is_typeddict(ihuyi_async.ProductOptions)
+    assert typing.get_type_hints(ihuyi_async.ProductOptions)["id_field"] == str | None
+    for rules in (ihuyi_async.MARKETING_RULES, ihuyi_async.VOICE_CODE_RULES,
+                  ihuyi_async.VOICE_NOTICE_RULES, ihuyi_async.INTERNATIONAL_RULES):
+        assert rules and all(isinstance(rule, Rule) for rule in rules)
+    assert issubclass(ihuyi_async.InvalidVoiceCodeError, ihuyi_async.InvalidRequestError)

@@ -160,7 +160,8 @@ def _run(factory: Callable[[], Awaitable[T]], as_json: bool, product: str = "sms
     except DeliveryUnknownError as exc:
         _fail(as_json, exc, 3)
     except ApiError as exc:
-        _fail(as_json, exc, 1, code=exc.code, hint=_hint(exc.code, product, local=exc.local))
+        _fail(as_json, exc, 1, code=exc.code, hint=_hint(exc.code, product, local=exc.local,
+                                                         message=exc.message))
     except IhuyiError as exc:
         _fail(as_json, exc, 1)
     except KeyboardInterrupt:
@@ -177,17 +178,20 @@ _NUMBER_HINTS = {
 }
 
 
-def _hint(code: int | None, product: str = "sms", *, local: bool = False) -> str:
+def _hint(code: int | None, product: str = "sms", *, local: bool = False, message: str = "") -> str:
     """The registry's advice for a provider code, e.g. 'check the APIKEY' for 40502.
 
     A bad number (406) of a product with its own numbers gets that product's advice when
     the provider answered it, and none when this library refused it (its message already
-    says what to do: use IhuyiClient, give the country code, ...)."""
+    says what to do: use IhuyiClient, give the country code, ...). Nor does any other local
+    refusal in its own words (``message`` not the registry's text: a bad voice code)."""
     if code is None:
         return ""
     if code == 406 and product in _NUMBER_HINTS:
         return "" if local else _NUMBER_HINTS[product]
     info = lookup(code)
+    if local and message and message not in (info.text, info.description):
+        return ""
     return info.action if info.known else ""
 
 
@@ -267,7 +271,7 @@ def send(
         else:
             go = product_send(client, mobile, content, template_id=template_id, at=parse_at(at))
         sent = _run(go, as_json, product)
-    except (TypeError, ValueError) as exc:  # e.g. an unknown kind, a past --at, a bad code
+    except (TypeError, ValueError) as exc:  # e.g. an unknown kind, a past --at
         raise _usage(str(exc)) from exc
     if isinstance(sent, MarketingResult):
         data, text, status = marketing_report(sent)

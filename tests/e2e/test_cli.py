@@ -331,7 +331,6 @@ def test_product_credentials_come_from_the_products_own_variables(
         ("YX", ["send", "13800000001", "hi", "--product", "marketing", "--at", "2020-01-01 10:00"], "past"),
         ("YX", ["send", "13800000001", "hi", "--product", "marketing", "--at", "soon"], "ISO time"),
         ("ISMS", ["send", "+85251234567", "hi", "--product", "international", "--at", "2030-01-01"], "--at"),
-        ("VOICE", ["send", "13800000001", "12a4", "--product", "voice-code"], "digits"),
         ("VM", ["send", "13800000001", "x", "--product", "voice-notice", "--template-id", "3"], "--flavour json"),
         ("ISMS", ["send", "+85251234567", "x", "--product", "international", "--template-id", "3"], "--template-id"),
         ("ISMS", ["send", "13800000001", "hi", "--at", "2030-01-01 10:00"], "--at"),
@@ -375,3 +374,18 @@ def test_hints_per_product_for_a_provider_406() -> None:
     assert "landline" in _hint(406, "voice-notice")
     assert _hint(406, "international", local=True) == "" == _hint(406, "voice-notice", local=True)
     assert "11-digit mainland" in _hint(406, "voice-code", local=True)
+
+
+@pytest.mark.parametrize("code", ["12a4", "1234567", "12"])
+def test_bad_voice_code_exits_1_like_other_refused_input(
+    products_server: EmulatorServer, code: str
+) -> None:
+    status, out = pcli("VOICE", "send", "13800000001", code, "--product", "voice-code", "--json",
+                       url=products_server.url)
+    data = json.loads(out)
+    assert status == 1 and data["error"] == "InvalidVoiceCodeError" and data["code"] == 404
+    assert "4 to 6 ASCII digits" in data["message"] and data["hint"] is None
+    assert code not in data["message"]  # the code itself is never echoed
+    status, _ = pcli("VOICE", "send", "12345", "1234", "--product", "voice-code", url=products_server.url)
+    assert status == 1  # a bad number: the same exit
+    assert products_server.emulator.messages == []

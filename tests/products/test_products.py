@@ -737,3 +737,16 @@ async def test_unknown_outcome_of_a_code_carries_no_content_digest(body: bytes) 
             await sms.send("13800138000", "您的订单已发货")
         assert len(caught.value.content_digest) == 12
     assert len(rec.requests) == 4  # the replay sent nothing
+
+
+@pytest.mark.parametrize("code", ["12a4", "1234567", "١٢٣٤", "123"])
+async def test_bad_voice_code_is_a_local_invalid_request(code: str) -> None:
+    rec = Recorder()
+    async with build(VoiceCodeClient, rec) as client:
+        with pytest.raises(ih.InvalidRequestError, match="4 to 6 ASCII digits") as caught:
+            await client.send("13800138000", code)
+    err = caught.value
+    assert err.local and err.code == 404 and err.category == "request"
+    assert isinstance(err, ValueError)  # as it was before it became an InvalidRequestError
+    assert err.mobile_masked == "138****8000" and code not in str(err)
+    assert rec.requests == []
