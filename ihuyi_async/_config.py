@@ -78,6 +78,8 @@ class Product:
 
     :ivar env: prefix of the product's environment variables (``<env>_ACCOUNT``,
         ``<env>_API_KEY``, ``<env>_BASE_URL``).
+    :ivar base_url_env: the variable of its base URL, when not ``<env>_BASE_URL``: the
+        two voice-notice paths share an account but not a host, so each has its own.
     :ivar send_format: whether ``format=`` is sent (the ``.php`` paths; the ``.json``
         paths answer JSON only).
     """
@@ -91,6 +93,11 @@ class Product:
     max_content: int = 300
     formats: tuple[str, ...] = ("json", "xml")
     send_format: bool = True
+    base_url_env: str = ""
+
+    def base_url_variable(self) -> str:
+        """The environment variable holding this product's base URL."""
+        return self.base_url_env or f"{self.env}_BASE_URL"
 
 
 def _webservice(
@@ -123,6 +130,7 @@ PRODUCTS: dict[str, Product] = {
         Product(
             name="voice-notice-json",
             env="IHUYI_VOICE_NOTICE",
+            base_url_env="IHUYI_VOICE_NOTICE_JSON_BASE_URL",
             default_base_url="https://api.ihuyi.com",
             submit_path="/vm/Submit.json",
             getnum_path="/vm/GetNum.json",

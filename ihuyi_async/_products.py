@@ -171,7 +171,7 @@ class _ProductClient(_BaseClient):
         where = f"{type(self).__name__} on this path"
         _check_options(response_format, product.formats, where, signing, max_response_bytes)
         if base_url is None:
-            base_url = env.get(f"{product.env}_BASE_URL") or product.default_base_url
+            base_url = env.get(product.base_url_variable()) or product.default_base_url
         self._base_url = self._check_base_url(base_url)
         self._format = response_format
         self._forms = self._pforms = ProductForms(
@@ -856,7 +856,9 @@ class VoiceNoticeClient(_ProductClient):
     ``templateid`` and its variables and the answer's id is ``voiceid``. Mainland
     mobiles and landlines (``010-12345678``) are accepted. Environment:
     ``$IHUYI_VOICE_NOTICE_ACCOUNT``, ``$IHUYI_VOICE_NOTICE_API_KEY``,
-    ``$IHUYI_VOICE_NOTICE_BASE_URL``. Limiter: ``provider_rules(verification_per_day=None)``
+    ``$IHUYI_VOICE_NOTICE_BASE_URL`` (legacy path) or ``$IHUYI_VOICE_NOTICE_JSON_BASE_URL``
+    (``json``: its default host differs, so a base URL meant for one path never sends the
+    other's requests). Limiter: ``provider_rules(verification_per_day=None)``
     (:func:`~ihuyi_async.limiter.provider_rules`).
 
     .. versionadded:: 0.2.0

@@ -84,7 +84,8 @@ ApiKey = Annotated[str | None, typer.Option(
 FlavourOpt = Annotated[str | None, typer.Option(
     "--flavour", help="legacy or json (default: $IHUYI_FLAVOUR, else legacy; voice-notice: legacy)")]
 BaseUrl = Annotated[str | None, typer.Option(
-    "--base-url", help="scheme://host[:port] (default: $IHUYI_BASE_URL, or $IHUYI_<PRODUCT>_BASE_URL)")]
+    "--base-url", help="scheme://host[:port] (default: $IHUYI_BASE_URL, or $IHUYI_<PRODUCT>_BASE_URL; "
+    "voice-notice --flavour json: $IHUYI_VOICE_NOTICE_JSON_BASE_URL)")]
 ProductOpt = Annotated[str, typer.Option(
     "--product", help="sms (default), marketing, international, voice-code or voice-notice")]
 BackendOpt = Annotated[

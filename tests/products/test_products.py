@@ -310,6 +310,21 @@ async def test_international_bare_digits_are_refused_not_guessed() -> None:
     assert [rec.fields(i)["mobile"] for i in (0, 1)] == ["852 51234567", "1 2015550123"]
 
 
+def test_voice_notice_flavours_read_their_own_base_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The two paths have different default hosts: a base URL meant for the legacy path must
+    # not send the json path's requests there (and the other way round).
+    monkeypatch.setenv("IHUYI_VOICE_NOTICE_ACCOUNT", "vm-id")
+    monkeypatch.setenv("IHUYI_VOICE_NOTICE_API_KEY", "vm-key")
+    monkeypatch.setenv("IHUYI_VOICE_NOTICE_BASE_URL", "http://127.0.0.1:7")
+    monkeypatch.delenv("IHUYI_VOICE_NOTICE_JSON_BASE_URL", raising=False)
+    assert "127.0.0.1:7" in repr(VoiceNoticeClient())
+    assert "https://api.ihuyi.com" in repr(VoiceNoticeClient(flavour="json"))
+    monkeypatch.setenv("IHUYI_VOICE_NOTICE_JSON_BASE_URL", "http://127.0.0.1:8")
+    assert "127.0.0.1:8" in repr(VoiceNoticeClient(flavour="json"))
+    monkeypatch.delenv("IHUYI_VOICE_NOTICE_BASE_URL")
+    assert "https://api.vm.ihuyi.com" in repr(VoiceNoticeClient())
+
+
 def test_own_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("IHUYI_ACCOUNT", "sms-id")
     monkeypatch.setenv("IHUYI_API_KEY", "sms-key")
