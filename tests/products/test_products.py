@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -735,7 +735,7 @@ async def test_unknown_outcome_of_a_code_carries_no_content_digest(body: bytes) 
     leaks = (code, hashlib.sha256(code.encode()).hexdigest()[:12])
     rec = Recorder(body)
     async with build(VoiceCodeClient, rec) as voice, build(ih.IhuyiClient, rec) as sms:
-        sends = [
+        sends: list[Callable[[], Awaitable[object]]] = [
             lambda: voice.send("13800138000", code),
             lambda: voice.send("13800138000", code, idempotency_key="k-1"),
             lambda: voice.send("13800138000", code, idempotency_key="k-1"),  # the replay
