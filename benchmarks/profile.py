@@ -63,7 +63,7 @@ class _Pyinstrument:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.profile", description=__doc__)
-    parser.add_argument("--backend", default="aiohttp", choices=("httpx", "aiohttp"))
+    parser.add_argument("--backend", default="aiohttp", choices=("httpx", "aiohttp", "native"))
     parser.add_argument("--client", default=None, help="profile a comparison client instead (name substring)")
     parser.add_argument("--in-flight", type=int, default=100)
     parser.add_argument("--messages", type=int, default=5000)
