@@ -263,7 +263,11 @@ def provider_rules(
     identical_per_day: int | None = 20,
     rolling_day: bool = False,
 ) -> tuple[Rule, ...]:
-    """The provider's per-number limits (ihuyi-api §6), each adjustable; ``None`` drops one.
+    """The provider's per-number limits, each adjustable; ``None`` drops one.
+
+    The codes 4080, 4082, 4085 and 408 are the provider's (its Submit documentation); the
+    identical-content counts are common practice, not documented by it (README, "Limits and
+    Redis").
 
     - ``per_second``: token bucket, capacity 1, one token per second (code 4080), turns
       spaced by ``1 + per_second_margin`` seconds (:data:`PER_SECOND_MARGIN`, 0.2 s: the
