@@ -84,20 +84,20 @@ DEFAULT: Any = _Default()
 
 
 def _unknown(
-    reason: str, number: str, content: str, sent_at: _dt.datetime | None, detail: str
+    reason: str,
+    number: str,
+    content: str,
+    sent_at: _dt.datetime | None,
+    detail: str,
+    kind: object = None,
 ) -> DeliveryUnknownError:
-    """``content`` ``""``: no digest (a verification code, see :func:`_digest_source`)."""
-    digest = content_digest(content) if content else ""
+    """The unknown outcome of a send of ``content``. No digest without content, nor for a
+    verification send, whose content is a code: with 10^4 to 10^6 codes an unkeyed digest
+    gives the code away to whoever reads the error or the log."""
+    digest = content_digest(content) if content and kind != "verification" else ""
     return DeliveryUnknownError(
         reason, mobile=number, content_digest=digest, sent_at=sent_at, detail=detail
     )
-
-
-def _digest_source(text: str, kind: object) -> str:
-    """What an unknown outcome's ``content_digest`` is of: ``text``, or ``""`` (no digest)
-    for a verification send, whose content is a code: with 10^4 to 10^6 codes an
-    unkeyed digest gives the code away to whoever reads the error or the log."""
-    return "" if kind == "verification" else text
 
 
 #: Seconds a request takes from our socket to the provider's, as it varies between two
@@ -241,9 +241,10 @@ def _replay(record: str, number: str, params: tuple[object, ...]) -> SendResult:
     raise _unknown(
         reason,
         number,
-        _digest_source(str(params[-1]), params[1]),
+        str(params[-1]),
         sent_at,
         "the outcome of the first call with this idempotency key; not sent again",
+        kind=params[1],
     )
 
 
@@ -555,16 +556,17 @@ class _BaseClient:
         content: str,
         sent_at: _dt.datetime | None,
         progress: CallProgress,
+        kind: object = None,
     ) -> tuple[int, bytes]:
         """POST a send (not idempotent): "not sent" or "unknown" from where it failed."""
         try:
             return await self._exchange(url, lambda: body, progress, idempotent=False)
         except WireError as exc:
             if exc.written:
-                raise _unknown(exc.reason, number, content, sent_at, exc.detail) from exc
+                raise _unknown(exc.reason, number, content, sent_at, exc.detail, kind) from exc
             raise TransportError(f"not sent: {exc.reason} ({exc.detail})") from exc
         except ProtocolError as exc:  # oversized answer
-            raise _unknown(exc.reason, number, content, sent_at, str(exc)) from exc
+            raise _unknown(exc.reason, number, content, sent_at, str(exc), kind) from exc
 
     def _check_lease(self, store: KeyStore) -> None:
         limiter_wait = self._limiter.max_wait if self._limiter is not None else 0.0
@@ -796,7 +798,7 @@ class _BaseClient:
         if on_wire is not None:
             on_wire()  # e.g. the batch journal's "pending" entry, flushed before the request
         status, data = await self._post_once(
-            self._submit_url, body, out.number, _digest_source(out.text, out.kind), sent_at, progress
+            self._submit_url, body, out.number, out.text, sent_at, progress, out.kind
         )
         return sent_at, status, data
 
@@ -836,11 +838,11 @@ class _BaseClient:
             raise
         except ProtocolError as exc:
             logger.warning("outcome unknown for %s: %s", mask_mobile(number), exc.reason)
-            raise _unknown(exc.reason, number, _digest_source(out.text, out.kind), sent_at, str(exc)) from exc
+            raise _unknown(exc.reason, number, out.text, sent_at, str(exc), out.kind) from exc
         except Exception as exc:  # a parser bug must never read as "not sent"
             logger.warning("outcome unknown for %s: unexpected answer", mask_mobile(number))
-            shown = _digest_source(out.text, out.kind)
-            raise _unknown("unexpected_answer", number, shown, sent_at, repr(exc)[:200]) from exc
+            detail = repr(exc)[:200]
+            raise _unknown("unexpected_answer", number, out.text, sent_at, detail, out.kind) from exc
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("accepted for %s: smsid %s", mask_mobile(number), smsid)
         return SendResult(
