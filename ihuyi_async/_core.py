@@ -680,7 +680,7 @@ class _BaseClient:
         if self._write_spacing is not None and self._wire.watches_writes:
             numbers = out.numbers or (out.number,)
             then = progress.gate  # e.g. an idempotency key's "sending" mark, after the spacing
-            progress.gate = lambda: self._space_writes(numbers, then, progress.end)
+            progress.gate = lambda: self._write_gate(numbers, then, progress.end)
         try:
             sent_at, status, data = await self._write(out, on_wire, progress)
         except DeliveryUnknownError as exc:
@@ -725,10 +725,27 @@ class _BaseClient:
             raise
         return taken
 
+    def _write_gate(
+        self,
+        numbers: tuple[str, ...],
+        then: Callable[[], Awaitable[None] | None] | None,
+        end: float | None,
+    ) -> Awaitable[None] | None:
+        """The send's write gate (:attr:`CallProgress.gate`): ``None`` when nothing has to
+        wait (no number went out less than the spacing ago, no further gate), its writes
+        noted at once; else the awaitable :meth:`_space_writes`. The common case, a number
+        not written within the last second, then costs no coroutine at all."""
+        if then is None and not self._must_wait(numbers):
+            now = self._clock.time()
+            for number in numbers:
+                self._note_write(number, now)
+            return None
+        return self._space_writes(numbers, then, end)
+
     async def _space_writes(
         self,
         numbers: tuple[str, ...],
-        then: Callable[[], Awaitable[None]] | None = None,
+        then: Callable[[], Awaitable[None] | None] | None = None,
         end: float | None = None,
     ) -> None:
         """:meth:`_space_write` for each number of a send, then the next gate if any;
@@ -744,12 +761,14 @@ class _BaseClient:
         await self._pass_gate(numbers, then)
 
     async def _pass_gate(
-        self, numbers: tuple[str, ...], then: Callable[[], Awaitable[None]] | None
+        self, numbers: tuple[str, ...], then: Callable[[], Awaitable[None] | None] | None
     ) -> None:
         for number in numbers:
             await self._space_write(number)
         if then is not None:
-            await then()
+            pending = then()
+            if pending is not None:
+                await pending
 
     def _must_wait(self, numbers: tuple[str, ...]) -> bool:
         """Whether a number of the send went out less than the write spacing ago."""
@@ -777,6 +796,12 @@ class _BaseClient:
         if last is not None and last + spacing > now:
             await clock.sleep(last + spacing - now)
             now = clock.time()
+        self._note_write(number, now)
+
+    def _note_write(self, number: str, now: float) -> None:
+        """Record that ``number`` was written at ``now`` (the spacing table's bookkeeping)."""
+        spacing, last_write = self._write_spacing, self._last_write
+        assert spacing is not None
         # Kept in write order (oldest first): forget the numbers whose spacing has passed,
         # each once, so the work per write stays constant however many numbers are recent.
         last_write[number] = now

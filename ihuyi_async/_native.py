@@ -413,18 +413,22 @@ class NativeTransport:
         gate = progress.gate
         if gate is not None:
             progress.gate = None
-            checked = self._now()
+            checked: float | None = None
             try:
-                await gate()  # it keeps its own waits within progress.end (the client's do)
+                pending = gate()  # None: nothing to wait for (the common case, no coroutine)
+                if pending is not None:
+                    checked = self._now()
+                    await pending  # it keeps its own waits within progress.end (the client's do)
             except BaseException:
                 self._release(origin, conn)  # nothing written: the connection is as it was
                 raise
             # Closed while we waited at the gate? Checked again only after a real wait: within
             # a millisecond of the check, a second one cannot narrow the race it leaves open.
-            now = self._now()
-            if now - checked > _RECHECK_AFTER and not conn.usable(now, None):
-                self._discard(origin, conn)
-                conn = await self._until(self._acquire(origin), end)
+            if checked is not None:
+                now = self._now()
+                if now - checked > _RECHECK_AFTER and not conn.usable(now, None):
+                    self._discard(origin, conn)
+                    conn = await self._until(self._acquire(origin), end)
         ok = False
         try:
             request = head + str(len(body)).encode("ascii") + b"\r\n\r\n" + body

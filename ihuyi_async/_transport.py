@@ -84,16 +84,20 @@ class CallProgress:
     """How far one call got on the wire; marked by the backend, read by :func:`post_within`.
 
     :ivar written: the request may have started to go out (sticky across retries).
-    :ivar gate: awaited once, right before the request starts to go out (a connection
-        is in hand, nothing written): the client's per-number write spacing. With
-        ``end`` set, it keeps its waits within it (``WireError("deadline")``, not written).
+    :ivar gate: called once, right before the request starts to go out (a connection
+        is in hand, nothing written): the client's per-number write spacing. It answers
+        ``None`` when there is nothing to wait for, else an awaitable the backend awaits
+        before writing. With ``end`` set, it keeps its waits within it
+        (``WireError("deadline")``, not written).
     :ivar end: the call's deadline on the event loop's clock, for a backend that
         enforces it itself (``own_deadline``); set by :func:`post_within`.
     """
 
     __slots__ = ("end", "gate", "written")
 
-    def __init__(self, written: bool = False, gate: Callable[[], Awaitable[None]] | None = None) -> None:
+    def __init__(
+        self, written: bool = False, gate: Callable[[], Awaitable[None] | None] | None = None
+    ) -> None:
         self.written = written
         self.gate = gate
         self.end: float | None = None
@@ -102,7 +106,9 @@ class CallProgress:
         """The backend is about to write the request: pass the gate, then mark it written."""
         gate, self.gate = self.gate, None
         if gate is not None:
-            await gate()
+            pending = gate()
+            if pending is not None:
+                await pending
         self.written = True
 
     async def trace(self, name: str, info: object) -> None:

@@ -195,6 +195,7 @@ class Limiter:
         "_acquired",
         "_clock",
         "_content_rules",
+        "_digest_of",
         "_failed_open",
         "_observed",
         "_now",
@@ -202,6 +203,7 @@ class Limiter:
         "_plain_now",
         "_refunded",
         "_refused",
+        "_reservers",
         "_ruleset",
         "_store",
         "_waiting",
@@ -233,6 +235,11 @@ class Limiter:
         self._content_rules = any(r.per_content for r in self._ruleset.rules)
         self._plain = self._ruleset.select(None, False)
         self._plain_now = self._store.nowait_reserver(self._ruleset, self._plain)
+        # selection -> the store's synchronous reserver (None: a store that awaits)
+        self._reservers: dict[tuple[int, ...], Callable[[str, str, float], tuple[float, ...] | None] | None] = {
+            self._plain: self._plain_now
+        }
+        self._digest_of = ("", "")  # the last content and its digest (a batch repeats one text)
         # the bare time function when the clock is the system's (one call fewer per acquire)
         self._now: Callable[[], float] = (
             _time.time if type(self._clock) is SystemClock else self._clock.time
@@ -261,10 +268,24 @@ class Limiter:
 
     def _select(self, kind: str | None, content: str) -> tuple[tuple[int, ...], str]:
         if content and self._content_rules:
-            return self._ruleset.select(kind, True), content_digest(content)
+            last, digest = self._digest_of
+            if content != last:
+                digest = content_digest(content)
+                self._digest_of = (content, digest)
+            return self._ruleset.select(kind, True), digest
         if kind is None:
             return self._plain, ""
         return self._ruleset.select(kind, False), ""
+
+    def _reserver(
+        self, selected: tuple[int, ...]
+    ) -> Callable[[str, str, float], tuple[float, ...] | None] | None:
+        """The store's synchronous reserver for a selection of rules (cached), or ``None``."""
+        try:
+            return self._reservers[selected]
+        except KeyError:
+            found = self._reservers[selected] = self._store.nowait_reserver(self._ruleset, selected)
+            return found
 
     async def acquire(
         self,
@@ -294,9 +315,18 @@ class Limiter:
         now = self._now()
         max_delay = self.max_wait if (self.wait if wait is None else wait) else 0.0
         if kind is None and not content:
-            selected, digest = self._plain, ""
+            selected, digest, reserve_now = self._plain, "", self._plain_now
         else:
             selected, digest = self._select(kind, content)
+            reserve_now = self._reserver(selected)
+        if reserve_now is not None:
+            # A store that answers at once (memory): a grant now needs no coroutine and no
+            # Grant; anything else (a wait, a refusal) takes the full path, which decides
+            # it again (a refused reserve_now changes nothing).
+            undo = reserve_now(mobile, digest, now)
+            if undo is not None:
+                self._acquired += 1
+                return Reservation(self, mobile, digest, selected, now, now, undo)
         try:
             answer = await self._store.reserve(
                 self._ruleset, selected, mobile, digest, now, max_delay
@@ -327,7 +357,7 @@ class Limiter:
             selected, digest, reserve_now = self._plain, "", self._plain_now
         else:
             selected, digest = self._select(kind, content)
-            reserve_now = self._store.nowait_reserver(self._ruleset, selected)
+            reserve_now = self._reserver(selected)
         if reserve_now is None:  # a store that awaits (Redis): the full path
             try:
                 return await self.acquire(mobile, content=content, kind=kind, wait=False)

@@ -507,16 +507,19 @@ def test_close_from_another_loop_releases_the_pool(backend: str) -> None:
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
-@pytest.mark.parametrize("backend", ["httpx", "aiohttp"])
+@pytest.mark.parametrize("backend", ["httpx", "aiohttp", "native"])
 async def test_the_write_gate_runs_once_right_before_the_request_leaves(backend: str) -> None:
     seen_at_gate: list[int] = []
     async with serve(healthy) as state:
         client = client_for(state, backend=backend, limiter=Limiter(clock=FakeClock(NOW, auto_advance=True)))
 
-        async def gate(number: str) -> None:
-            seen_at_gate.append(state.requests)
+        real_gate = client._write_gate
 
-        client._space_write = gate  # type: ignore[method-assign]
+        def gate(numbers: tuple[str, ...], then: Any, end: float | None) -> Any:
+            seen_at_gate.append(state.requests)
+            return real_gate(numbers, then, end)
+
+        client._write_gate = gate  # type: ignore[method-assign]
         async with client:
             await client.send("13800138000", TEXT)
             await client.send("13800138001", TEXT)
