@@ -242,9 +242,21 @@ async def make_raw_streams(base_url: str, context: ssl.SSLContext | None = None)
 # ------------------------------------------------------------------ the vendor's demo
 
 
-def make_vendor(base_url: str, context: ssl.SSLContext | None = None) -> Callable[[], None]:
+def make_vendor(
+    base_url: str, context: ssl.SSLContext | None = None, *, cafile: str | None = None
+) -> Callable[[], None]:
+    """The demo's ``send``. Over HTTPS, ``context`` is shared by every connection (kinder
+    than the demo); with ``cafile`` instead, each connection builds the context
+    ``HTTPSConnection(host, port)`` builds when given none, as the demo would once pointed
+    at https (the system's CA store, read per connection), plus the test CA, which this
+    rig's certificate needs."""
     parsed = urllib.parse.urlsplit(base_url)
     host, port = parsed.hostname or "127.0.0.1", parsed.port or 80
+
+    def per_connection() -> ssl.SSLContext:
+        built = ssl.create_default_context()  # = ssl._create_default_https_context()
+        built.load_verify_locations(cafile)
+        return built
 
     def send() -> None:
         params = urllib.parse.urlencode(
@@ -257,11 +269,13 @@ def make_vendor(base_url: str, context: ssl.SSLContext | None = None) -> Callabl
             }
         )
         headers = {"Content-type": "application/x-www-form-urlencoded", "Accept": "text/plain"}
-        conn: http.client.HTTPConnection = (
-            http.client.HTTPConnection(host, port, timeout=30)
-            if context is None  # the demo's own choice: plain HTTP
-            else http.client.HTTPSConnection(host, port, timeout=30, context=context)
-        )
+        conn: http.client.HTTPConnection
+        if cafile is not None:
+            conn = http.client.HTTPSConnection(host, port, timeout=30, context=per_connection())
+        elif context is not None:
+            conn = http.client.HTTPSConnection(host, port, timeout=30, context=context)
+        else:  # the demo's own choice: plain HTTP
+            conn = http.client.HTTPConnection(host, port, timeout=30)
         conn.request("POST", SUBMIT_PATH, params, headers)
         response = conn.getresponse()
         data = response.read()

@@ -735,8 +735,8 @@ class _BaseClient:
         wait (no number went out less than the spacing ago, no further gate), its writes
         noted at once; else the awaitable :meth:`_space_writes`. The common case, a number
         not written within the last second, then costs no coroutine at all."""
-        if then is None and not self._must_wait(numbers):
-            now = self._clock.time()
+        now = self._clock.time()
+        if then is None and not self._must_wait(numbers, now):
             for number in numbers:
                 self._note_write(number, now)
             return None
@@ -770,11 +770,12 @@ class _BaseClient:
             if pending is not None:
                 await pending
 
-    def _must_wait(self, numbers: tuple[str, ...]) -> bool:
+    def _must_wait(self, numbers: tuple[str, ...], now: float | None = None) -> bool:
         """Whether a number of the send went out less than the write spacing ago."""
         spacing, last_write = self._write_spacing, self._last_write
         assert spacing is not None
-        now = self._clock.time()
+        if now is None:
+            now = self._clock.time()
         for number in numbers:
             last = last_write.get(number)
             if last is not None and last + spacing > now:

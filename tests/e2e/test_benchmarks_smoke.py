@@ -86,12 +86,13 @@ def test_network_mode_runs_over_tls_through_the_proxy(tmp_path: Path) -> None:
            "--output", str(tmp_path))
     report = json.loads((tmp_path / "network.json").read_text())
     names = {r["client"] for r in report["rows"]}
-    assert names == {run.OURS_NATIVE, network.VENDOR, network.FLOOR}
+    assert names == {run.OURS_NATIVE, network.VENDOR, network.VENDOR_SHARED, network.FLOOR}
     assert all(r["errors"] == 0 and min(r["messages"]) > 0 for r in report["rows"])
     assert all(0 < r["share_of_physical_limit"] < 1.01 for r in report["rows"])
     assert {t["target"] for t in report["targets"]} >= {
         f"{run.OURS_NATIVE}, 10 in flight, 20 ms: msg/s ÷ vendor demo's as shipped (1 at a time)",
         f"{run.OURS_NATIVE}, 10 in flight, 20 ms: CPU/msg ÷ vendor demo's with 10 threads",
+        f"{run.OURS_NATIVE}, 10 in flight, 20 ms: CPU/msg ÷ vendor demo's (shared SSLContext) with 10 threads",
     }
     assert "## Targets (issue 19, realistic network)" in (tmp_path / "network.md").read_text()
 
