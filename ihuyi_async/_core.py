@@ -527,7 +527,7 @@ class _BaseClient:
             if span is not None:
                 span.set("ihuyi.retry.attempts", attempt)
             try:
-                status, data = await post_within(self._wire, url, body(), progress, _left(end))
+                status, data = await post_within(self._wire, url, body(), progress, end)
             except WireError as exc:
                 if exc.reason == "deadline":
                     exc.detail = f"no complete answer within the {self._deadline:g} s deadline"

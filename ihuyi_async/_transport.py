@@ -168,9 +168,10 @@ def release_dead_loop(loop: asyncio.AbstractEventLoop) -> None:
 
 
 async def post_within(
-    wire: Transport, url: str, body: bytes, progress: CallProgress, deadline: float | None
+    wire: Transport, url: str, body: bytes, progress: CallProgress, end: float | None
 ) -> tuple[int, bytes]:
-    """POST through ``wire``, ended after ``deadline`` seconds whatever the server does.
+    """POST through ``wire``, ended at ``end`` (the event loop's clock, as
+    ``anyio.current_time()``; ``None``: never) whatever the server does.
 
     The one place that decides whether a failed call may have been written: a
     :class:`WireError` is "written" only if the backend said so *and* the
@@ -181,17 +182,18 @@ async def post_within(
     try:
         loop = _get_running_loop()
         if loop is not None:
-            if wire.own_deadline:
-                progress.end = None if deadline is None else loop.time() + deadline
+            if wire.own_deadline:  # the hot path: no clock read here
+                progress.end = end
                 return await wire.post(url, body, progress)
+            deadline = None if end is None else max(0.0, end - loop.time())
             if wire.isolate:
-                scope = anyio.CancelScope(
-                    deadline=math.inf if deadline is None else anyio.current_time() + deadline
-                )
+                scope = anyio.CancelScope(deadline=math.inf if end is None else end)
                 return await _isolated(wire, url, body, progress, scope, deadline)
             if deadline is not None and _asyncio_timeout is not None:
                 return await _timed(wire, url, body, progress, deadline)
-        bound = None if deadline is None else anyio.CancelScope(deadline=anyio.current_time() + deadline)
+        else:
+            deadline = None if end is None else max(0.0, end - anyio.current_time())
+        bound = None if end is None else anyio.CancelScope(deadline=end)
         return await _bounded(wire, url, body, progress, bound, deadline)
     except WireError as exc:
         # Written only if the backend's error allows it *and* the request had started out;

@@ -328,19 +328,25 @@ class _Selection:
         if now >= table.rotate_at:
             table.rotate(now)
         cells = table.cur.get(mobile) if self.number else []
-        if cells is None and not self.content and mobile not in table.old:
+        if cells is None and mobile not in table.old:
             # a number never seen (or forgotten): every rule admits its first send
-            cells = content = table.cur[mobile] = table.blank.copy()
-        else:
-            if cells is None:
-                cells = table.number_cells(mobile)
-            content = table.content_cells(mobile, digest) if self.content else cells
-            for bucket in self.buckets:  # bucket.earliest(), inlined: the hot refusal path
-                if (content if bucket.per_content else cells)[bucket.slot] - bucket.tolerance > now:
-                    return None
-            for window in self.windows:
-                if window.blocked_until(content if window.per_content else cells, now) != _NEVER:
-                    return None
+            if not self.content:
+                cells = content = table.cur[mobile] = table.blank.copy()
+                return self._take(cells, content, now, now)
+            key = (mobile, digest)
+            if key not in table.content_cur and key not in table.content_old:
+                cells = table.cur[mobile] = table.blank.copy()
+                content = table.content_cur[key] = table.blank_content.copy()
+                return self._take(cells, content, now, now)
+        if cells is None:
+            cells = table.number_cells(mobile)
+        content = table.content_cells(mobile, digest) if self.content else cells
+        for bucket in self.buckets:  # bucket.earliest(), inlined: the hot refusal path
+            if (content if bucket.per_content else cells)[bucket.slot] - bucket.tolerance > now:
+                return None
+        for window in self.windows:
+            if window.blocked_until(content if window.per_content else cells, now) != _NEVER:
+                return None
         return self._take(cells, content, now, now)
 
     def _take(self, cells: Cells, content: Cells, send: float, now: float) -> tuple[float, ...]:
