@@ -30,6 +30,14 @@ RULESETS = [
         ]
     ),
     RuleSet([*provider_rules(), Rule.token_bucket("v60", per=60, code=4085, kind="verification")]),
+    # the only per-number rule is for verification sends: a plain send with content counts
+    # its content alone, so a number can have content state and no state of its own
+    RuleSet(
+        [
+            Rule.token_bucket("v60", per=60, code=4085, kind="verification"),
+            Rule.window("same", 1, 60.0, code=408, per_content=True),
+        ]
+    ),
 ]
 START = 1767283200.0 - 7200  # two hours before midnight, China time
 
@@ -146,3 +154,17 @@ def test_the_model_catches_a_wrong_answer() -> None:
     model = Model(rules)
     answers = [model.reserve("13800000001", None, "", START + 10.0 * i, 0.0)[0] for i in range(5)]
     assert answers == ["granted"] * 4 + ["refused"]
+
+
+def test_a_number_with_content_state_only_is_not_taken_for_a_new_one() -> None:
+    """The synchronous path grants a never-seen number without checking rules; a number
+    whose only state is per content (a plain send, where the only per-number rule is for
+    verification) is not never-seen: the identical-content rule still refuses."""
+    rules = RULESETS[-1]
+    run(rules, [("13800000001", None, "a", 0.0, -1.0), ("13800000001", "verification", "a", 1.0, -1.0)])
+    store = MemoryStore()
+    plain, verification = rules.select(None, True), rules.select("verification", True)
+    assert store.nowait_reserver(rules, plain)("13800000001", "a", START) is not None
+    again = store.nowait_reserver(rules, verification)
+    assert again is not None
+    assert again("13800000001", "a", START + 1.0) is None  # the same content within 60 s
