@@ -323,7 +323,10 @@ class Limiter:
             # A store that answers at once (memory): a grant now needs no coroutine and no
             # Grant; anything else (a wait, a refusal) takes the full path, which decides
             # it again (a refused reserve_now changes nothing).
-            undo = reserve_now(mobile, digest, now)
+            try:
+                undo = reserve_now(mobile, digest, now)
+            except LimiterUnavailableError as exc:
+                return self._open(exc, mobile, now)
             if undo is not None:
                 self._acquired += 1
                 return Reservation(self, mobile, digest, selected, now, now, undo)
@@ -364,7 +367,10 @@ class Limiter:
             except LocalRateLimitError:
                 return None
         now = self._now()
-        undo = reserve_now(mobile, digest, now)
+        try:
+            undo = reserve_now(mobile, digest, now)
+        except LimiterUnavailableError as exc:
+            return self._open(exc, mobile, now)
         if undo is None:
             self._refused += 1
             return None

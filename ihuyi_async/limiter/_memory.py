@@ -408,7 +408,8 @@ class MemoryStore(Store):
     200 bytes with the default rules, dict entry included).
 
     Time is whatever the limiter passes (its clock). Offers the synchronous
-    :meth:`nowait_reserver` (the fast path of :meth:`Limiter.try_acquire`).
+    :meth:`nowait_reserver` (the fast path of :meth:`Limiter.acquire` and
+    :meth:`Limiter.try_acquire`), unless a subclass overrides :meth:`reserve` alone.
 
     .. versionadded:: 0.1.0
     """
@@ -435,7 +436,10 @@ class MemoryStore(Store):
 
     def nowait_reserver(
         self, rules: RuleSet, selected: tuple[int, ...]
-    ) -> Callable[[str, str, float], tuple[float, ...] | None]:
+    ) -> Callable[[str, str, float], tuple[float, ...] | None] | None:
+        cls = type(self)
+        if cls.reserve is not MemoryStore.reserve and cls.nowait_reserver is MemoryStore.nowait_reserver:
+            return None  # a subclass that changed reserve alone: every reserve goes through it
         return self._table(rules).selection(selected).reserve_now
 
     async def reserve(

@@ -101,6 +101,12 @@ class Store(abc.ABC):
         with ``max_delay=0``, but answers a grant (which is always at ``now``) with its
         :attr:`Grant.undo` and a refusal with ``None`` (no reason needed, so it may stop
         at the first rule that refuses): nothing is built that the caller does not use.
+        :meth:`Limiter.acquire` and :meth:`Limiter.try_acquire` both try it first and
+        await :meth:`reserve` only when it refuses (``acquire`` then waits or refuses as
+        ``reserve`` says); it may raise :class:`~ihuyi_async.LimiterUnavailableError`
+        (``fail_open`` applies as for any call). A subclass that changes :meth:`reserve`
+        and not this answers ``None`` here (the memory store does so itself), so every
+        reserve goes through its :meth:`reserve`.
         """
         return None
 

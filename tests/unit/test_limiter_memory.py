@@ -232,3 +232,51 @@ async def test_fast_path_matches_the_async_interface(anyio_backend: str) -> None
     assert "Refusal(" in repr(refusal)
     await store.refund(rules, sel, MOBILE, "", grant)
     assert await store.peek(rules, sel, MOBILE, "", NOON) == NOON
+
+
+# ------------------------------------------------------------------ the synchronous fast path (#19)
+
+
+class _DownNow(MemoryStore):
+    """A store whose synchronous reserver finds the store unreachable."""
+
+    def nowait_reserver(self, rules: RuleSet, selected: tuple[int, ...]) -> Any:
+        def reserve_now(mobile: str, digest: str, now: float) -> Any:
+            raise LimiterUnavailableError("the store is down")
+
+        return reserve_now
+
+
+@pytest.mark.parametrize("content", ["", "您好"])
+async def test_a_synchronous_reserver_that_finds_the_store_down_fails_open_if_asked(content: str) -> None:
+    opened = Limiter(store=_DownNow(), clock=FakeClock(NOON), fail_open=True)
+    res = await opened.acquire("13800138000", content=content)
+    assert not res.counted and opened.statistics().failed_open == 1
+    assert not (await opened.try_acquire("13800138000", content=content)).counted  # type: ignore[union-attr]
+    closed = Limiter(store=_DownNow(), clock=FakeClock(NOON))
+    with pytest.raises(LimiterUnavailableError):
+        await closed.acquire("13800138000", content=content)
+    with pytest.raises(LimiterUnavailableError):
+        await closed.try_acquire("13800138000", content=content)
+
+
+class _CountingReserve(MemoryStore):
+    """A subclass that changes ``reserve`` alone (a wrapper for logging, say)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    async def reserve(self, *args: Any) -> Any:
+        self.calls += 1
+        return await super().reserve(*args)
+
+
+async def test_a_subclass_that_overrides_reserve_alone_sees_every_reserve() -> None:
+    store = _CountingReserve()
+    assert store.nowait_reserver(RuleSet(provider_rules()), (0,)) is None
+    limiter = Limiter(store=store, clock=FakeClock(NOON, auto_advance=True))
+    await limiter.acquire("13800138000")
+    await limiter.acquire("13800138001", content="您好", kind="verification")
+    assert store.calls == 2
+    assert MemoryStore().nowait_reserver(RuleSet(provider_rules()), (0,)) is not None

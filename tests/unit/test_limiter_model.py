@@ -164,7 +164,8 @@ def test_a_number_with_content_state_only_is_not_taken_for_a_new_one() -> None:
     run(rules, [("13800000001", None, "a", 0.0, -1.0), ("13800000001", "verification", "a", 1.0, -1.0)])
     store = MemoryStore()
     plain, verification = rules.select(None, True), rules.select("verification", True)
-    assert store.nowait_reserver(rules, plain)("13800000001", "a", START) is not None
+    first = store.nowait_reserver(rules, plain)
+    assert first is not None and first("13800000001", "a", START) is not None
     again = store.nowait_reserver(rules, verification)
     assert again is not None
     assert again("13800000001", "a", START + 1.0) is None  # the same content within 60 s

@@ -20,7 +20,8 @@ import httpx
 import pytest
 
 import ihuyi_async as ih
-from ihuyi_async import FakeClock, IhuyiClient, RetryPolicy
+from ihuyi_async import FakeClock, IhuyiClient, RetryPolicy, _native
+from ihuyi_async.idempotency import MemoryKeyStore
 from ihuyi_async.limiter import Limiter
 
 pytestmark = pytest.mark.anyio
@@ -537,3 +538,117 @@ async def test_the_write_gate_spaces_one_numbers_writes() -> None:
     await client._space_write("13800138000")
     assert clock.time() == pytest.approx(start + 1.05)
     assert IhuyiClient("APIID", "KEY", limiter=None)._write_spacing is None
+
+
+# ------------------------------------------------------------------ the write gate's paths (#19)
+# The synchronous "nothing to wait for" answer still notes the write; an idempotency key's
+# "sending" mark still runs before each write when spacing applies; a gate that raises leaves
+# nothing written; the native backend rechecks its pooled connection after a real wait.
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.parametrize("backend", ["httpx", "aiohttp", "native"])
+async def test_a_send_that_did_not_wait_still_notes_its_write(backend: str) -> None:
+    """The gate's synchronous answer records the number, so its next send is spaced."""
+    clock = FakeClock(NOW, auto_advance=True)
+    async with serve(healthy) as state:
+        c = client_for(state, backend=backend, limiter=Limiter(clock=clock), clock=clock)
+        async with c:
+            await c.send("13800138000", TEXT)
+            noted = dict(c._last_write)
+            assert c._must_wait(("13800138000",))  # the next write must wait its spacing
+    assert list(noted) == ["13800138000"] and state.requests == 1
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.parametrize("backend", ["httpx", "aiohttp", "native"])
+async def test_a_keyed_spaced_send_marks_its_key_sending_before_each_write(backend: str) -> None:
+    marked: list[int] = []
+    clock = FakeClock(NOW, auto_advance=True)
+    async with serve(healthy) as state:
+        store = MemoryKeyStore(clock=clock)
+        mark = store.mark_sending
+
+        async def spy(key: str, owner: str) -> None:
+            marked.append(state.requests)  # how many requests the server had seen by then
+            await mark(key, owner)
+
+        store.mark_sending = spy  # type: ignore[method-assign]
+        c = client_for(state, backend=backend, limiter=Limiter(clock=clock), clock=clock, idempotency=store)
+        async with c:
+            start = clock.time()
+            await c.send("13800138000", TEXT, idempotency_key="a")
+            await c.send("13800138000", TEXT + "。", idempotency_key="b")  # waits its spacing
+            waited = clock.time() - start
+            await c.send("13800138001", TEXT, idempotency_key="c")
+    assert marked == [0, 1, 2]
+    assert state.requests == 3 and waited >= 1.0
+
+
+class _RaisingKeys(MemoryKeyStore):
+    def mark_sending(self, key: str, owner: str) -> Any:
+        raise RuntimeError("the key store failed")  # synchronously, before any awaitable
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.parametrize("backend", ["httpx", "aiohttp", "native"])
+async def test_a_gate_that_raises_leaves_nothing_written_and_refunds(backend: str) -> None:
+    clock = FakeClock(NOW, auto_advance=True)
+    async with serve(healthy) as state:
+        limiter = Limiter(clock=clock)
+        c = client_for(
+            state, backend=backend, limiter=limiter, clock=clock, idempotency=_RaisingKeys(clock=clock),
+            retry=ih.RetryPolicy(max_attempts=1, retry_unsent_sends=False),
+        )
+        async with c:
+            await c.send("13800138001", TEXT)  # opens the pooled connection
+            with pytest.raises(RuntimeError, match="key store failed"):
+                await c.send("13800138000", TEXT, idempotency_key="a")
+            refunded = limiter.statistics().refunded
+            await c.send("13800138000", TEXT)  # the slot was given back, the pool still works
+    assert refunded == 1 and state.requests == 2
+    if backend == "native":
+        assert state.connections == 1  # the connection went back to the pool unwritten
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_native_rechecks_its_connection_after_a_real_wait_at_the_gate(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The server closes the pooled connection while the send waits at its gate: the
+    recheck after the wait takes a new connection instead of writing into the closed one."""
+    monkeypatch.setattr(_native, "_RECHECK_AFTER", -1.0)  # any wait counts as a real one
+    close_now, closed = anyio.Event(), anyio.Event()
+
+    async def handler(stream: anyio.abc.SocketStream, state: Server) -> None:
+        buffer = bytearray()
+        first = state.connections == 1
+        while await read_request(stream, buffer):
+            state.requests += 1
+            await stream.send(answer())
+            if first:
+                await close_now.wait()
+                await stream.aclose()
+                closed.set()
+                return
+
+    clock = FakeClock(NOW, auto_advance=True)
+    async with serve(handler) as state:
+        store = MemoryKeyStore(clock=clock)
+        mark = store.mark_sending
+
+        async def held(key: str, owner: str) -> None:
+            close_now.set()
+            await closed.wait()  # the server has closed the connection we hold
+            await mark(key, owner)
+
+        store.mark_sending = held  # type: ignore[method-assign]
+        c = client_for(
+            state, backend="native", clock=clock, idempotency=store,
+            retry=ih.RetryPolicy(max_attempts=1, retry_unsent_sends=False),
+        )
+        async with c:
+            await c.send("13800138000", TEXT)
+            with anyio.fail_after(5):
+                result = await c.send("13800138001", TEXT, idempotency_key="k")
+    assert result.smsid and state.connections == 2 and state.requests == 2
