@@ -25,6 +25,9 @@ from ._memory import MAX_SCHEDULE_AHEAD, MemoryStore
 from ._rules import DEFAULT_RULES, Rule, RuleSet, refusal_text, to_china_time
 from ._store import Grant, Refusal, Store
 
+#: A store's synchronous "now or not at all" reserve: ``(mobile, digest, now)`` -> undo or ``None``.
+_Reserver = Callable[[str, str, float], tuple[float, ...] | None]
+
 __all__ = ["Limiter", "LimiterStatistics", "Reservation"]
 
 logger = logging.getLogger("ihuyi_async.limiter")
@@ -236,9 +239,7 @@ class Limiter:
         self._plain = self._ruleset.select(None, False)
         self._plain_now = self._store.nowait_reserver(self._ruleset, self._plain)
         # selection -> the store's synchronous reserver (None: a store that awaits)
-        self._reservers: dict[tuple[int, ...], Callable[[str, str, float], tuple[float, ...] | None] | None] = {
-            self._plain: self._plain_now
-        }
+        self._reservers: dict[tuple[int, ...], _Reserver | None] = {}
         self._digest_of = ("", "")  # the last content and its digest (a batch repeats one text)
         # the bare time function when the clock is the system's (one call fewer per acquire)
         self._now: Callable[[], float] = (
@@ -277,15 +278,19 @@ class Limiter:
             return self._plain, ""
         return self._ruleset.select(kind, False), ""
 
-    def _reserver(
-        self, selected: tuple[int, ...]
-    ) -> Callable[[str, str, float], tuple[float, ...] | None] | None:
-        """The store's synchronous reserver for a selection of rules (cached), or ``None``."""
+    def _choose(
+        self, kind: str | None, content: str
+    ) -> tuple[tuple[int, ...], str, _Reserver | None]:
+        """The rules a send counts against, its content digest, and the store's synchronous
+        reserver for those rules (cached; ``None``: a store that awaits)."""
+        if kind is None and not content:
+            return self._plain, "", self._plain_now
+        selected, digest = self._select(kind, content)
         try:
-            return self._reservers[selected]
+            return selected, digest, self._reservers[selected]
         except KeyError:
             found = self._reservers[selected] = self._store.nowait_reserver(self._ruleset, selected)
-            return found
+            return selected, digest, found
 
     async def acquire(
         self,
@@ -314,11 +319,7 @@ class Limiter:
             raise TypeError(f"mobile must be a str, got {type(mobile).__name__}")
         now = self._now()
         max_delay = self.max_wait if (self.wait if wait is None else wait) else 0.0
-        if kind is None and not content:
-            selected, digest, reserve_now = self._plain, "", self._plain_now
-        else:
-            selected, digest = self._select(kind, content)
-            reserve_now = self._reserver(selected)
+        selected, digest, reserve_now = self._choose(kind, content)
         if reserve_now is not None:
             # A store that answers at once (memory): a grant now needs no coroutine and no
             # Grant; anything else (a wait, a refusal) takes the full path, which decides
@@ -356,11 +357,7 @@ class Limiter:
         """
         if type(mobile) is not str:
             raise TypeError(f"mobile must be a str, got {type(mobile).__name__}")
-        if kind is None and not content:
-            selected, digest, reserve_now = self._plain, "", self._plain_now
-        else:
-            selected, digest = self._select(kind, content)
-            reserve_now = self._reserver(selected)
+        selected, digest, reserve_now = self._choose(kind, content)
         if reserve_now is None:  # a store that awaits (Redis): the full path
             try:
                 return await self.acquire(mobile, content=content, kind=kind, wait=False)
